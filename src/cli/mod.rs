@@ -1,0 +1,201 @@
+//! Command-line front end. One module per subcommand, each a clap `Args`
+//! struct and a `run` function.
+//!
+//! Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O),
+//! 2 usage error (bad arguments, malformed id).
+
+mod exists;
+mod get;
+mod init;
+mod json;
+mod put;
+mod show;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rask_store::{Durability, Error, IdSpec, ObjectId, Store, StoreOptions};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when the operation failed: not found, corrupt, I/O.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The store directory used when neither --store nor RASK_STORE is given.
+const DEFAULT_STORE: &str = ".rask-cache";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rask-store",
+    version,
+    about = "A content-addressed object store: the on-disk build cache of a compiler",
+    long_about = "A content-addressed object store: the on-disk build cache of a compiler.\n\n\
+        Every artifact is an immutable object named by the BLAKE3 hash of its kind, links \
+        and payload, kept in objects/<2 hex>/<62 hex> under the store directory. Every read \
+        re-checks the hash: damaged bytes are reported, never returned.\n\n\
+        The store is found through --store DIR, else the RASK_STORE environment variable, \
+        else .rask-cache/ in the current directory.\n\n\
+        Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O), 2 usage error."
+)]
+struct Cli {
+    /// Store directory [default: .rask-cache in the current directory]
+    #[arg(long, global = true, env = "RASK_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+
+    /// What survives a power loss: `none` (no syncing; fastest), `batch` (sync everything
+    /// once at the end of the command), `full` (sync every file before it is published)
+    #[arg(long, global = true, value_enum, default_value_t = DurabilityArg::Batch)]
+    durability: DurabilityArg,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store (does nothing to an existing one)
+    Init(init::Args),
+    /// Store files (or standard input) as objects and print their ids
+    Put(put::Args),
+    /// Write an object's payload to standard output or a file, after checking it
+    Get(get::Args),
+    /// Describe an object: kind, payload size, links, path on disk
+    Show(show::Args),
+    /// Check that objects exist; print the missing ones and exit 1 if any are
+    Exists(exists::Args),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DurabilityArg {
+    None,
+    Batch,
+    Full,
+}
+
+/// What every subcommand gets: where the store is and how to open it.
+pub struct Context {
+    store_path: PathBuf,
+    options: StoreOptions,
+}
+
+impl Context {
+    /// Opens the existing store.
+    pub fn open(&self) -> Result<Store, Failure> {
+        Ok(Store::open(&self.store_path, self.options)?)
+    }
+
+    /// Opens the store, creating it if needed.
+    pub fn create(&self) -> Result<Store, Failure> {
+        Ok(Store::create(&self.store_path, self.options)?)
+    }
+
+    /// Parses an id argument and resolves a prefix against `store`.
+    pub fn resolve_id(store: &Store, text: &str) -> Result<ObjectId, Failure> {
+        let spec: IdSpec = text.parse()?;
+        Ok(store.resolve(&spec)?)
+    }
+}
+
+/// A failed command: the exit code and what to print.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: Option<String>,
+}
+
+impl Failure {
+    /// A failed operation (exit 1).
+    pub fn failed(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_FAILED,
+            message: Some(message.into()),
+        }
+    }
+
+    /// Exit 1 with nothing more to say (the command already printed it).
+    pub fn silent() -> Failure {
+        Failure {
+            code: EXIT_FAILED,
+            message: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Failure {
+        if let Error::Io { source, path, .. } = &err
+            && source.kind() == io::ErrorKind::BrokenPipe
+            && path.as_os_str() == "(output)"
+        {
+            // The reader went away (`rask-store get … | head`): nothing to report.
+            return Failure::silent();
+        }
+        let code = if err.is_usage() {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILED
+        };
+        let mut message = err.to_string();
+        match err {
+            Error::Corrupt { .. } => message.push_str(
+                "\n  The damaged copy is never returned; putting the same content again \
+                 replaces it.",
+            ),
+            Error::NotFound { .. } => {
+                message.push_str("\n  Check the id, or the store with --store / RASK_STORE.")
+            }
+            _ => {}
+        }
+        Failure {
+            code,
+            message: Some(message),
+        }
+    }
+}
+
+/// Writes a line to standard output, mapping a closed pipe to a silent failure.
+pub fn print_line(out: &mut impl Write, line: impl std::fmt::Display) -> Result<(), Failure> {
+    writeln!(out, "{line}").map_err(output_failure)
+}
+
+/// Maps an error writing to standard output.
+pub fn output_failure(err: io::Error) -> Failure {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        Failure::silent()
+    } else {
+        Failure::failed(format!("could not write to standard output: {err}"))
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Context {
+        store_path: cli.store.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE)),
+        options: StoreOptions::with_durability(match cli.durability {
+            DurabilityArg::None => Durability::None,
+            DurabilityArg::Batch => Durability::Batch,
+            DurabilityArg::Full => Durability::Full,
+        }),
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Put(args) => put::run(&ctx, args),
+        Command::Get(args) => get::run(&ctx, args),
+        Command::Show(args) => show::run(&ctx, args),
+        Command::Exists(args) => exists::run(&ctx, args),
+    };
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(failure) => {
+            if let Some(message) = failure.message {
+                eprintln!("rask-store: error: {message}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The one error type of the library.
+//!
+//! Every variant is something a caller can branch on. A compiler treats
+//! [`Error::is_cache_miss`] errors as "not cached" and rebuilds; everything
+//! else is a real failure to report. Every I/O error carries the action that
+//! was being attempted and the path it was attempted on.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::id::ObjectId;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in rask-store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The object is not in the store.
+    #[error("object {id} not found (no file at {path})")]
+    NotFound {
+        /// The id that was asked for.
+        id: ObjectId,
+        /// Where the object would live.
+        path: PathBuf,
+    },
+
+    /// Bytes on disk failed validation: wrong hash, bad header, truncated.
+    ///
+    /// The store never returns the bytes of a corrupt object. Putting the
+    /// same content again replaces the damaged copy.
+    #[error("corrupt {what} at {path}: {reason}")]
+    Corrupt {
+        /// What was being read ("object 3fa4…", "format stamp", …).
+        what: String,
+        /// The damaged file.
+        path: PathBuf,
+        /// What exactly is wrong with it.
+        reason: String,
+    },
+
+    /// The directory exists but holds no rask-store.
+    #[error(
+        "no rask-store at {path} ({reason}); create one with `rask-store --store {path} init`, \
+         or point --store / RASK_STORE at an existing store"
+    )]
+    NotAStore {
+        /// The directory that was opened.
+        path: PathBuf,
+        /// Why it is not a store.
+        reason: String,
+    },
+
+    /// The store (or one of its files) was written by a format this build
+    /// does not understand.
+    #[error(
+        "{path} has format {found}, but this rask-store reads format {supported}; \
+         use a rask-store release that reads format {found}, or delete the cache directory \
+         (its contents are reconstructible) and run `rask-store init`"
+    )]
+    UnsupportedFormat {
+        /// The file whose format was refused.
+        path: PathBuf,
+        /// The format that was found.
+        found: String,
+        /// The format this build reads.
+        supported: String,
+    },
+
+    /// A user-supplied object id or id prefix is malformed.
+    #[error("invalid object id {input:?}: {reason}")]
+    InvalidId {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A namespace or package name breaks the naming rules.
+    #[error("invalid {what} {name:?}: {rule}")]
+    InvalidName {
+        /// "namespace" or "package name".
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// Which rule it breaks.
+        rule: String,
+    },
+
+    /// An id prefix matches more than one object.
+    #[error(
+        "object id prefix {prefix:?} is ambiguous: it matches {count} objects; give more hex digits"
+    )]
+    AmbiguousId {
+        /// The prefix given.
+        prefix: String,
+        /// How many objects it matched (at least two).
+        count: usize,
+    },
+
+    /// No object id starts with the given prefix.
+    #[error("no object id starts with {prefix:?} (looked in {dir})")]
+    PrefixNotFound {
+        /// The prefix given.
+        prefix: String,
+        /// The fanout directory searched.
+        dir: PathBuf,
+    },
+
+    /// An operating-system call failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done, as a verb phrase ("read object", "create directory").
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// True for errors a cache client should treat as a miss: the object is
+    /// absent or its bytes failed validation.
+    pub fn is_cache_miss(&self) -> bool {
+        matches!(self, Error::NotFound { .. } | Error::Corrupt { .. })
+    }
+
+    /// True when the error comes from bad user input rather than the store.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidId { .. } | Error::AmbiguousId { .. } | Error::InvalidName { .. }
+        )
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(
+        what: impl fmt::Display,
+        path: &Path,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corrupt {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Attaches an action and a path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::io(action, path, source))
+    }
+}

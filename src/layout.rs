@@ -1,0 +1,106 @@
+//! Paths inside a store. No other module joins path components under the
+//! store root; they ask this one.
+//!
+//! ```text
+//! <root>/
+//!   format              format stamp (see crate::stamp)
+//!   objects/ab/cdef…    objects: first 2 hex digits of the id, then the other 62
+//!   tmp/                temp files on their way to being published
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::id::{ID_HEX_LEN, ObjectId};
+
+/// Name of the format stamp file at the store root.
+pub const STAMP_FILE: &str = "format";
+/// Name of the objects directory.
+pub const OBJECTS_DIR: &str = "objects";
+/// Name of the temp directory.
+pub const TMP_DIR: &str = "tmp";
+
+/// The paths of one store.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        let root = root.into();
+        Layout {
+            objects: root.join(OBJECTS_DIR),
+            tmp: root.join(TMP_DIR),
+            root,
+        }
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The format stamp.
+    pub fn stamp(&self) -> PathBuf {
+        self.root.join(STAMP_FILE)
+    }
+
+    /// The objects directory.
+    pub fn objects_dir(&self) -> &Path {
+        &self.objects
+    }
+
+    /// The fanout directory for ids whose first byte is `byte`.
+    pub fn fanout_dir(&self, byte: u8) -> PathBuf {
+        self.objects.join(hex::encode([byte]))
+    }
+
+    /// Where the object `id` lives.
+    pub fn object_path(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        let mut path = self.objects.join(&hex[..2]);
+        path.push(&hex[2..]);
+        path
+    }
+
+    /// The directory that holds temp files.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// The id an object file name under a fanout directory stands for, if it is one.
+    pub fn id_from_object_name(fanout: &str, name: &str) -> Option<ObjectId> {
+        if fanout.len() != 2 || name.len() != ID_HEX_LEN - 2 {
+            return None;
+        }
+        let mut hex = String::with_capacity(ID_HEX_LEN);
+        hex.push_str(fanout);
+        hex.push_str(name);
+        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        ObjectId::from_hex(&hex).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_use_a_two_digit_fanout() {
+        let layout = Layout::new("/cache");
+        let id = ObjectId::from_bytes([0x3f; 32]);
+        let path = layout.object_path(&id);
+        assert_eq!(path, Path::new("/cache/objects/3f").join("3f".repeat(31)));
+        assert_eq!(
+            Layout::id_from_object_name("3f", &"3f".repeat(31)),
+            Some(id)
+        );
+        assert_eq!(Layout::id_from_object_name("3F", &"3f".repeat(31)), None);
+        assert_eq!(Layout::id_from_object_name("3f", "tmp"), None);
+    }
+}

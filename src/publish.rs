@@ -1,0 +1,167 @@
+//! Atomic publication of files, and durability.
+//!
+//! Every file the store makes visible goes through [`publish`]: it is
+//! written in full to a temp file under `tmp/` (same filesystem as its
+//! destination), optionally synced, and renamed into place. A reader sees
+//! either the old file, the new file, or nothing, never a partial write.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, IoContext, Result};
+
+/// How hard the store works to keep what it wrote across a power loss.
+///
+/// Whatever the choice, a crash never leaves a file that reads back as valid
+/// and wrong: objects are hash-checked on every read. Durability decides only
+/// what may be *missing* after a power loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// No syncing. After a power loss, recently written objects may be
+    /// missing or read as corrupt (a miss); the operating system decides.
+    /// A process crash loses nothing that was published.
+    None,
+    /// New files are synced together at [`crate::Store::flush`] (or when the
+    /// store is dropped). After `flush` returns, everything written before it
+    /// survives a power loss. One sync per file, but all at the end, so the
+    /// disk can batch them.
+    #[default]
+    Batch,
+    /// Every file is synced before it is renamed into place and its
+    /// directory after. When a put returns, the object survives a power loss.
+    Full,
+}
+
+/// Creates a temp file in `tmp_dir` whose name starts with `prefix`.
+pub fn temp_file(tmp_dir: &Path, prefix: &str) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(tmp_dir)
+        .at("create a temp file in", tmp_dir)
+}
+
+/// Files published but not yet synced, for [`Durability::Batch`].
+#[derive(Debug, Default)]
+pub struct SyncQueue {
+    pending: Mutex<Vec<PathBuf>>,
+}
+
+impl SyncQueue {
+    fn push(&self, path: PathBuf) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(path);
+    }
+
+    /// Syncs every queued file, then every directory holding one.
+    pub fn flush(&self) -> Result<()> {
+        let pending = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let mut dirs: Vec<&Path> = Vec::new();
+        for path in &pending {
+            match File::open(path) {
+                Ok(file) => file.sync_all().at("sync", path)?,
+                // Removed since (gc, repair): nothing left to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("open for sync", path, e)),
+            }
+            if let Some(dir) = path.parent() {
+                dirs.push(dir);
+            }
+        }
+        dirs.sort_unstable();
+        dirs.dedup();
+        for dir in dirs {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Syncs a directory so that renames into it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("sync directory", dir)
+}
+
+/// Whether a published file may still be written to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Immutable once published (objects, index segments): mode 0444.
+    ReadOnly,
+    /// Replaced wholesale by the next publish (refs, configuration).
+    Replaceable,
+}
+
+/// Read-only for everyone who can reach the store: a cache may be shared.
+fn read_only_permissions(current: fs::Permissions) -> fs::Permissions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = current;
+        fs::Permissions::from_mode(0o444)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut perms = current;
+        perms.set_readonly(true);
+        perms
+    }
+}
+
+/// Atomically makes `temp`'s contents visible at `dest`.
+///
+/// Creates the parent directory if it is missing. Replaces an existing file
+/// at `dest` in one step.
+///
+/// # Errors
+/// [`Error::Io`] naming `dest` when syncing or renaming fails; the temp file
+/// is removed in that case.
+pub fn publish(
+    temp: NamedTempFile,
+    dest: &Path,
+    access: Access,
+    durability: Durability,
+    queue: &SyncQueue,
+) -> Result<()> {
+    if access == Access::ReadOnly {
+        let current = temp
+            .as_file()
+            .metadata()
+            .at("read metadata of", temp.path())?
+            .permissions();
+        temp.as_file()
+            .set_permissions(read_only_permissions(current))
+            .at("make read-only", temp.path())?;
+    }
+    if durability == Durability::Full {
+        temp.as_file().sync_all().at("sync", temp.path())?;
+    }
+    let temp = match temp.persist(dest) {
+        Ok(_) => None,
+        Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => Some(e.file),
+        Err(e) => return Err(Error::io("rename a temp file to", dest, e.error)),
+    };
+    if let Some(temp) = temp {
+        // The parent directory was removed (by hand, or never made): recreate it once.
+        let parent = dest.parent().unwrap_or(dest);
+        fs::create_dir_all(parent).at("create directory", parent)?;
+        temp.persist(dest)
+            .map_err(|e| Error::io("rename a temp file to", dest, e.error))?;
+    }
+    match durability {
+        Durability::None => {}
+        Durability::Batch => queue.push(dest.to_path_buf()),
+        Durability::Full => sync_dir(dest.parent().unwrap_or(dest))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,554 @@
+//! The [`Store`] handle: opens a store and puts and gets objects.
+//!
+//! The handle composes the format modules ([`crate::object`],
+//! [`crate::stamp`]), the path module ([`crate::layout`]) and the publishing
+//! module ([`crate::publish`]); it holds no format logic of its own.
+//!
+//! # Invariants
+//! - An object file is never written in place: it is created whole in
+//!   `tmp/`, made read-only, and renamed to `objects/ab/cdef…`.
+//! - No read returns bytes that were not checked against their id.
+//! - A put of an object that already exists reads the existing file; if it
+//!   verifies, its modification time is refreshed (so gc's grace period
+//!   counts from the last put), and if it does not, the good bytes replace it.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::{ID_LEN, IdSpec, ObjectId};
+use crate::layout::Layout;
+use crate::object::{self, HEADER_LEN, Header, Kind, Object};
+use crate::publish::{self, Access, Durability, SyncQueue};
+use crate::stamp;
+
+/// A put of an existing object refreshes its mtime when it is older than this.
+pub const FRESHEN_ON_PUT: Duration = Duration::from_secs(60);
+/// A read refreshes an object's mtime (its last use) at most this often.
+pub const FRESHEN_ON_READ: Duration = Duration::from_secs(60 * 60);
+/// Payloads up to this size are read into memory and checked in one pass;
+/// larger ones are checked in a first pass and copied out in a second.
+pub const IN_MEMORY_LIMIT: u64 = 16 << 20;
+/// Payloads up to this size are written with a single `write` call.
+const SINGLE_WRITE_LIMIT: usize = 64 << 10;
+const STREAM_BUF: usize = 256 << 10;
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// What survives a power loss; see [`Durability`].
+    pub durability: Durability,
+}
+
+impl StoreOptions {
+    /// Options with the given durability.
+    pub fn with_durability(durability: Durability) -> StoreOptions {
+        StoreOptions { durability }
+    }
+}
+
+/// What an object is, without its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's id.
+    pub id: ObjectId,
+    /// Its kind.
+    pub kind: Kind,
+    /// The ids it links to.
+    pub links: Vec<ObjectId>,
+    /// Payload size in bytes.
+    pub payload_len: u64,
+    /// The object file.
+    pub path: PathBuf,
+}
+
+/// An open rask-store.
+///
+/// # Concurrency
+/// Any number of `Store` handles, in any number of processes, may put and
+/// get objects in the same store at once. A `Store` is `Send + Sync`.
+#[derive(Debug)]
+pub struct Store {
+    layout: Layout,
+    options: StoreOptions,
+    sync_queue: SyncQueue,
+}
+
+enum Existing {
+    Absent,
+    Good,
+    Damaged,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it first if there is none.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directories cannot be made;
+    /// [`Error::UnsupportedFormat`] when `root` holds a store of another format.
+    pub fn create(root: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let layout = Layout::new(root.as_ref());
+        match stamp::check(&layout) {
+            Ok(()) => return Ok(Store::with_layout(layout, options)),
+            Err(Error::NotAStore { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        fs::create_dir_all(layout.root()).at("create the store directory", layout.root())?;
+        fs::create_dir_all(layout.tmp_dir()).at("create directory", layout.tmp_dir())?;
+        for byte in 0..=u8::MAX {
+            let dir = layout.fanout_dir(byte);
+            fs::create_dir_all(&dir).at("create directory", &dir)?;
+        }
+        stamp::write(&layout)?;
+        Ok(Store::with_layout(layout, options))
+    }
+
+    /// Opens an existing store.
+    ///
+    /// # Errors
+    /// [`Error::NotAStore`] when `root` holds no store,
+    /// [`Error::UnsupportedFormat`] when it holds one of another format.
+    pub fn open(root: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let layout = Layout::new(root.as_ref());
+        stamp::check(&layout)?;
+        Ok(Store::with_layout(layout, options))
+    }
+
+    fn with_layout(layout: Layout, options: StoreOptions) -> Store {
+        Store {
+            layout,
+            options,
+            sync_queue: SyncQueue::default(),
+        }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> StoreOptions {
+        self.options
+    }
+
+    /// Where the object `id` lives (whether or not it exists).
+    pub fn object_path(&self, id: &ObjectId) -> PathBuf {
+        self.layout.object_path(id)
+    }
+
+    /// Stores an object and returns its id.
+    ///
+    /// Links are not checked for existence; a caller that links to objects
+    /// it did not just put should check them with [`Store::contains_object`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the object cannot be written.
+    pub fn put_object(&self, kind: Kind, links: &[ObjectId], payload: &[u8]) -> Result<ObjectId> {
+        let id = object::compute_id(kind, links, payload);
+        let path = self.layout.object_path(&id);
+        let header = Header {
+            kind,
+            link_count: links.len() as u32,
+            payload_len: payload.len() as u64,
+        };
+        if let Existing::Good = self.check_existing(&id, &path, &header)? {
+            return Ok(id);
+        }
+        let mut temp = publish::temp_file(self.layout.tmp_dir(), "obj-")?;
+        let mut prefix = object::encode_prefix(kind, links, payload.len() as u64);
+        if payload.len() <= SINGLE_WRITE_LIMIT {
+            prefix.extend_from_slice(payload);
+            temp.write_all(&prefix).at("write", temp.path())?;
+        } else {
+            temp.write_all(&prefix).at("write", temp.path())?;
+            temp.write_all(payload).at("write", temp.path())?;
+        }
+        self.publish_object(temp, &path)?;
+        Ok(id)
+    }
+
+    /// Stores an object whose payload is the rest of `reader`, in constant
+    /// memory however large it is.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when reading the input (path `(input)`) or writing the
+    /// object fails.
+    pub fn put_object_from_reader(
+        &self,
+        kind: Kind,
+        links: &[ObjectId],
+        reader: impl Read,
+    ) -> Result<ObjectId> {
+        self.put_streamed(kind, links, reader, Path::new("(input)"))
+    }
+
+    /// Stores the contents of the file at `source` as an object, in constant
+    /// memory however large it is.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `source` when it cannot be read.
+    pub fn put_object_from_file(
+        &self,
+        kind: Kind,
+        links: &[ObjectId],
+        source: &Path,
+    ) -> Result<ObjectId> {
+        let file = File::open(source).at("open", source)?;
+        let meta = file.metadata().at("read metadata of", source)?;
+        if meta.is_dir() {
+            let err = io::Error::new(io::ErrorKind::IsADirectory, "it is a directory");
+            return Err(Error::io("read", source, err));
+        }
+        self.put_streamed(kind, links, file, source)
+    }
+
+    fn put_streamed(
+        &self,
+        kind: Kind,
+        links: &[ObjectId],
+        mut reader: impl Read,
+        source: &Path,
+    ) -> Result<ObjectId> {
+        let mut temp = publish::temp_file(self.layout.tmp_dir(), "obj-")?;
+        temp.write_all(&object::encode_prefix(kind, links, 0))
+            .at("write", temp.path())?;
+        let mut hasher = blake3::Hasher::new();
+        let mut payload_len = 0u64;
+        let mut buf = vec![0u8; STREAM_BUF];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", source, e)),
+            };
+            hasher.update(&buf[..n]);
+            temp.write_all(&buf[..n]).at("write", temp.path())?;
+            payload_len += n as u64;
+        }
+        let header = Header {
+            kind,
+            link_count: links.len() as u32,
+            payload_len,
+        };
+        temp.seek(SeekFrom::Start(0)).at("seek in", temp.path())?;
+        temp.write_all(&header.encode()).at("write", temp.path())?;
+        let id = object::object_id(kind, links, payload_len, &hasher.finalize());
+        let path = self.layout.object_path(&id);
+        if let Existing::Good = self.check_existing(&id, &path, &header)? {
+            return Ok(id);
+        }
+        self.publish_object(temp, &path)?;
+        Ok(id)
+    }
+
+    fn publish_object(&self, temp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+        publish::publish(
+            temp,
+            path,
+            Access::ReadOnly,
+            self.options.durability,
+            &self.sync_queue,
+        )
+    }
+
+    /// Checks the copy of `id` already at `path`, if any, and freshens a good one.
+    fn check_existing(&self, id: &ObjectId, path: &Path, header: &Header) -> Result<Existing> {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::Absent),
+            Err(e) => return Err(Error::io("open object", path, e)),
+        };
+        let meta = file.metadata().at("read metadata of", path)?;
+        if Some(meta.len()) != header.file_len() {
+            return Ok(Existing::Damaged);
+        }
+        match verify_file(id, path, &mut file, meta.len()) {
+            Ok(_) => {}
+            Err(Error::Corrupt { .. }) => return Ok(Existing::Damaged),
+            Err(e) => return Err(e),
+        }
+        if needs_freshening(&meta, FRESHEN_ON_PUT) {
+            file.set_modified(SystemTime::now())
+                .at("refresh the modification time of", path)?;
+        }
+        Ok(Existing::Good)
+    }
+
+    /// Reads and verifies an object.
+    ///
+    /// The whole object is read into memory; use [`Store::write_payload`]
+    /// for payloads that may not fit.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the object is absent, [`Error::Corrupt`]
+    /// when its bytes do not match its id (both are cache misses, see
+    /// [`Error::is_cache_miss`]); [`Error::Io`] for other failures.
+    pub fn get_object(&self, id: &ObjectId) -> Result<Object> {
+        let path = self.layout.object_path(id);
+        let (mut file, meta) = self.open_object(id, &path)?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut bytes).at("read object", &path)?;
+        let object = Object::decode(*id, &path, bytes)?;
+        freshen_on_read(&file, &meta);
+        Ok(object)
+    }
+
+    /// Verifies an object, then writes its payload to `out`.
+    ///
+    /// Nothing is written unless the whole object verified first, so `out`
+    /// never receives wrong bytes. Memory use is bounded by
+    /// [`IN_MEMORY_LIMIT`] whatever the payload size.
+    ///
+    /// # Errors
+    /// As [`Store::get_object`]; a failed write to `out` is [`Error::Io`]
+    /// with the path `(output)`.
+    pub fn write_payload(&self, id: &ObjectId, out: &mut dyn Write) -> Result<ObjectInfo> {
+        let path = self.layout.object_path(id);
+        let (mut file, meta) = self.open_object(id, &path)?;
+        let info = if meta.len() <= IN_MEMORY_LIMIT {
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            file.read_to_end(&mut bytes).at("read object", &path)?;
+            let object = Object::decode(*id, &path, bytes)?;
+            out.write_all(object.payload())
+                .map_err(|e| Error::io("write the payload to", "(output)", e))?;
+            info_of(&object, path.clone())
+        } else {
+            let (header, links) = verify_file(id, &path, &mut file, meta.len())?;
+            file.seek(SeekFrom::Start(header.payload_offset()))
+                .at("seek in", &path)?;
+            copy_exact(&mut file, &path, out, header.payload_len)?;
+            ObjectInfo {
+                id: *id,
+                kind: header.kind,
+                links,
+                payload_len: header.payload_len,
+                path: path.clone(),
+            }
+        };
+        out.flush()
+            .map_err(|e| Error::io("write the payload to", "(output)", e))?;
+        freshen_on_read(&file, &meta);
+        Ok(info)
+    }
+
+    /// Verifies an object and describes it, reading its payload in bounded memory.
+    ///
+    /// # Errors
+    /// As [`Store::get_object`].
+    pub fn object_info(&self, id: &ObjectId) -> Result<ObjectInfo> {
+        let path = self.layout.object_path(id);
+        let (mut file, meta) = self.open_object(id, &path)?;
+        let (header, links) = verify_file(id, &path, &mut file, meta.len())?;
+        Ok(ObjectInfo {
+            id: *id,
+            kind: header.kind,
+            links,
+            payload_len: header.payload_len,
+            path,
+        })
+    }
+
+    /// Whether an object file named `id` exists. Does not read or verify it;
+    /// a later read may still find it corrupt.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file's existence cannot be determined.
+    pub fn contains_object(&self, id: &ObjectId) -> Result<bool> {
+        let path = self.layout.object_path(id);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("look up object", &path, e)),
+        }
+    }
+
+    /// Turns a full id or a unique prefix into an id.
+    ///
+    /// # Errors
+    /// [`Error::PrefixNotFound`] when no object matches,
+    /// [`Error::AmbiguousId`] when several do.
+    pub fn resolve(&self, spec: &IdSpec) -> Result<ObjectId> {
+        let prefix = match spec {
+            IdSpec::Full(id) => return Ok(*id),
+            IdSpec::Prefix(prefix) => prefix,
+        };
+        let dir = self.layout.objects_dir().join(&prefix[..2]);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::PrefixNotFound {
+                    prefix: prefix.clone(),
+                    dir,
+                });
+            }
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.at("list", &dir)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(&prefix[2..])
+                && let Some(id) = Layout::id_from_object_name(&prefix[..2], name)
+            {
+                found.push(id);
+            }
+        }
+        match found.len() {
+            0 => Err(Error::PrefixNotFound {
+                prefix: prefix.clone(),
+                dir,
+            }),
+            1 => Ok(found[0]),
+            count => Err(Error::AmbiguousId {
+                prefix: prefix.clone(),
+                count,
+            }),
+        }
+    }
+
+    /// Makes every object written so far durable (for [`Durability::Batch`];
+    /// a no-op otherwise). Called automatically when the store is dropped,
+    /// but errors are only reported when it is called explicitly.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file that could not be synced.
+    pub fn flush(&self) -> Result<()> {
+        self.sync_queue.flush()
+    }
+
+    fn open_object(&self, id: &ObjectId, path: &Path) -> Result<(File, fs::Metadata)> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    id: *id,
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(Error::io("open object", path, e)),
+        };
+        let meta = file.metadata().at("read metadata of", path)?;
+        Ok((file, meta))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.sync_queue.flush();
+    }
+}
+
+fn info_of(object: &Object, path: PathBuf) -> ObjectInfo {
+    ObjectInfo {
+        id: object.id(),
+        kind: object.kind(),
+        links: object.links().to_vec(),
+        payload_len: object.payload().len() as u64,
+        path,
+    }
+}
+
+/// Checks an open object file against `id` in bounded memory.
+fn verify_file(
+    id: &ObjectId,
+    path: &Path,
+    file: &mut File,
+    file_len: u64,
+) -> Result<(Header, Vec<ObjectId>)> {
+    let what = format_args!("object {id}");
+    let mut head = [0u8; HEADER_LEN];
+    let got = read_up_to(file, &mut head).at("read object", path)?;
+    let header = Header::decode(&head[..got]).map_err(|r| Error::corrupt(what, path, r))?;
+    if header.file_len() != Some(file_len) {
+        return Err(Error::corrupt(
+            what,
+            path,
+            format!(
+                "file is {file_len} bytes but its header describes {} links and a {}-byte \
+                 payload (truncated or extended)",
+                header.link_count, header.payload_len
+            ),
+        ));
+    }
+    let mut link_bytes = vec![0u8; header.link_count as usize * ID_LEN];
+    file.read_exact(&mut link_bytes).at("read object", path)?;
+    let links = object::decode_links(&link_bytes);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; STREAM_BUF.min(header.payload_len as usize).max(1)];
+    let mut left = header.payload_len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let got = read_up_to(file, &mut buf[..want]).at("read object", path)?;
+        if got == 0 {
+            return Err(Error::corrupt(what, path, "file shrank while it was read"));
+        }
+        hasher.update(&buf[..got]);
+        left -= got as u64;
+    }
+    let actual = object::object_id(header.kind, &links, header.payload_len, &hasher.finalize());
+    if actual != *id {
+        return Err(Error::corrupt(
+            what,
+            path,
+            format!("content hashes to {actual}, not to the id it is stored under"),
+        ));
+    }
+    Ok((header, links))
+}
+
+/// Reads until `buf` is full or the file ends; returns how much was read.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn copy_exact(file: &mut File, path: &Path, out: &mut dyn Write, len: u64) -> Result<()> {
+    let mut buf = vec![0u8; STREAM_BUF];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let got = read_up_to(file, &mut buf[..want]).at("read object", path)?;
+        if got == 0 {
+            return Err(Error::corrupt(
+                format_args!("object at {}", path.display()),
+                path,
+                "file shrank while it was read",
+            ));
+        }
+        out.write_all(&buf[..got])
+            .map_err(|e| Error::io("write the payload to", "(output)", e))?;
+        left -= got as u64;
+    }
+    Ok(())
+}
+
+fn needs_freshening(meta: &fs::Metadata, interval: Duration) -> bool {
+    match meta.modified() {
+        Ok(mtime) => SystemTime::now()
+            .duration_since(mtime)
+            .is_ok_and(|age| age > interval),
+        Err(_) => false,
+    }
+}
+
+/// Records a read as the object's last use, at most once per [`FRESHEN_ON_READ`].
+/// Best effort: a read-only store still serves reads.
+fn freshen_on_read(file: &File, meta: &fs::Metadata) {
+    if needs_freshening(meta, FRESHEN_ON_READ) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
