@@ -1,0 +1,171 @@
+//! Damaged object files are reported as `Corrupt`, never returned, and
+//! repaired by putting the same content again.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{cli, code, flip_byte, overwrite, stderr};
+use rask_store::object::HEADER_LEN;
+use rask_store::{Error, Kind, ObjectId, Store, StoreOptions};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    link: ObjectId,
+    id: ObjectId,
+    payload: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let link = store.put_object(Kind::Blob, &[], b"callee").unwrap();
+    let payload = b"fn sort<T>(items: Vec<T>) { swap(..) }".to_vec();
+    let id = store.put_object(Kind::Ast, &[link], &payload).unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        link,
+        id,
+        payload,
+    }
+}
+
+fn assert_corrupt(store: &Store, id: &ObjectId, case: &str) {
+    let err = store.get_object(id).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{case}: {err:?}");
+    assert!(err.is_cache_miss(), "{case}");
+    let path = store.object_path(id).display().to_string();
+    assert!(
+        err.to_string().contains(&path),
+        "{case}: message lacks path: {err}"
+    );
+    // The bounded-memory paths agree.
+    assert!(
+        matches!(store.object_info(id), Err(Error::Corrupt { .. })),
+        "{case}: info"
+    );
+    let mut out = Vec::new();
+    assert!(
+        matches!(
+            store.write_payload(id, &mut out),
+            Err(Error::Corrupt { .. })
+        ),
+        "{case}: write"
+    );
+    assert!(
+        out.is_empty(),
+        "{case}: bytes were written before the check failed"
+    );
+}
+
+fn assert_repaired_by_put(f: &Fixture, case: &str) {
+    let again = f
+        .store
+        .put_object(Kind::Ast, &[f.link], &f.payload)
+        .unwrap();
+    assert_eq!(again, f.id);
+    let object = f
+        .store
+        .get_object(&f.id)
+        .unwrap_or_else(|e| panic!("{case}: not repaired: {e}"));
+    assert_eq!(object.payload(), f.payload.as_slice(), "{case}");
+}
+
+#[test]
+fn a_flipped_byte_anywhere_is_detected_and_repaired() {
+    let f = fixture();
+    let len = fs::read(f.store.object_path(&f.id)).unwrap().len();
+    // Every header byte, a link byte, and payload bytes at both ends.
+    let mut offsets: Vec<usize> = (0..HEADER_LEN).collect();
+    offsets.extend([HEADER_LEN, HEADER_LEN + 31, HEADER_LEN + 32, len - 1]);
+    for offset in offsets {
+        let case = format!("flipped byte at offset {offset}");
+        flip_byte(&f.store.object_path(&f.id), offset);
+        assert_corrupt(&f.store, &f.id, &case);
+        assert_repaired_by_put(&f, &case);
+    }
+}
+
+#[test]
+fn truncated_empty_and_extended_files_are_corrupt() {
+    let f = fixture();
+    let path = f.store.object_path(&f.id);
+    let good = fs::read(&path).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("zero-length file", Vec::new()),
+        ("truncated inside the header", good[..7].to_vec()),
+        (
+            "truncated inside the links",
+            good[..HEADER_LEN + 5].to_vec(),
+        ),
+        (
+            "truncated inside the payload",
+            good[..good.len() - 3].to_vec(),
+        ),
+        ("trailing garbage", [good.as_slice(), b"xx"].concat()),
+    ];
+    for (case, bytes) in cases {
+        overwrite(&path, &bytes);
+        assert_corrupt(&f.store, &f.id, case);
+        assert_repaired_by_put(&f, case);
+    }
+}
+
+#[test]
+fn an_object_under_the_wrong_name_is_corrupt() {
+    let f = fixture();
+    let wrong = f.store.object_path(&f.link);
+    fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::copy(f.store.object_path(&f.id), &wrong).unwrap();
+    let err = f.store.get_object(&f.link).unwrap_err();
+    assert!(
+        err.to_string().contains("not to the id it is stored under"),
+        "{err}"
+    );
+    // A put of the real content replaces the impostor.
+    f.store.put_object(Kind::Blob, &[], b"callee").unwrap();
+    assert_eq!(f.store.get_object(&f.link).unwrap().payload(), b"callee");
+}
+
+#[test]
+fn the_cli_reports_corruption_with_exit_1_and_writes_nothing() {
+    let f = fixture();
+    let path = f.store.object_path(&f.id);
+    flip_byte(&path, HEADER_LEN + 40);
+    let id = f.id.to_hex();
+    let root = f.store.root();
+    for args in [vec!["get", id.as_str()], vec!["show", id.as_str()]] {
+        let out = cli(root, &args);
+        assert_eq!(code(&out), 1, "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: wrote {:?}", out.stdout);
+        let err = stderr(&out);
+        assert!(
+            err.contains("corrupt object") && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(
+            err.contains("putting the same content again replaces it"),
+            "{err}"
+        );
+    }
+    let target = root.parent().unwrap().join("out.bin");
+    let out = cli(root, &["get", &id, "-o", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        !target.exists(),
+        "-o left a file behind for a corrupt object"
+    );
+    assert!(no_stray_files(root.parent().unwrap()));
+}
+
+fn no_stray_files(dir: &Path) -> bool {
+    fs::read_dir(dir).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".rask-store-get")
+    })
+}
