@@ -6,6 +6,7 @@
 //!   format              format stamp (see crate::stamp)
 //!   objects/ab/cdef…    objects: first 2 hex digits of the id, then the other 62
 //!   tmp/                temp files on their way to being published
+//!   quarantine/         damaged files moved aside by `verify --repair`
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub const STAMP_FILE: &str = "format";
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the temp directory.
 pub const TMP_DIR: &str = "tmp";
+/// Name of the quarantine directory.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// The paths of one store.
 #[derive(Clone, Debug)]
@@ -69,6 +72,11 @@ impl Layout {
     /// The directory that holds temp files.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
+    }
+
+    /// Where damaged files are moved by repair.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join(QUARANTINE_DIR)
     }
 
     /// The id an object file name under a fanout directory stands for, if it is one.

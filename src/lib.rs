@@ -41,6 +41,8 @@ pub mod object;
 pub mod publish;
 pub mod stamp;
 pub mod store;
+pub mod verify;
+pub mod walk;
 
 pub use error::{Error, Result};
 pub use id::{IdSpec, ObjectId};

@@ -130,6 +130,10 @@ impl Store {
         self.layout.root()
     }
 
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
     /// The options the store was opened with.
     pub fn options(&self) -> StoreOptions {
         self.options

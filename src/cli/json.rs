@@ -7,6 +7,8 @@ use std::fmt::Write;
 pub enum Value {
     Str(String),
     Num(u64),
+    Bool(bool),
+    Null,
     Arr(Vec<Value>),
     Obj(Vec<(&'static str, Value)>),
 }
@@ -25,6 +27,8 @@ impl Value {
             Value::Num(n) => {
                 let _ = write!(out, "{n}");
             }
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Null => out.push_str("null"),
             Value::Arr(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -63,6 +67,12 @@ impl From<String> for Value {
     }
 }
 
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
 impl From<u64> for Value {
     fn from(n: u64) -> Value {
         Value::Num(n)
@@ -96,8 +106,13 @@ mod tests {
         let v = Value::Obj(vec![
             ("path", "a\"b\\c\n\u{1}".into()),
             ("n", 3u64.into()),
+            ("ok", Value::Bool(true)),
+            ("none", Value::Null),
             ("links", Value::Arr(vec![])),
         ]);
-        assert_eq!(v.render(), r#"{"path":"a\"b\\c\n\u0001","n":3,"links":[]}"#);
+        assert_eq!(
+            v.render(),
+            r#"{"path":"a\"b\\c\n\u0001","n":3,"ok":true,"none":null,"links":[]}"#
+        );
     }
 }

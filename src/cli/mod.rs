@@ -8,8 +8,10 @@ mod exists;
 mod get;
 mod init;
 mod json;
+mod progress;
 mod put;
 mod show;
+mod verify;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when a check ran and found problems (`verify`).
+pub const EXIT_PROBLEMS: u8 = 3;
 
 /// The store directory used when neither --store nor RASK_STORE is given.
 const DEFAULT_STORE: &str = ".rask-cache";
@@ -39,7 +43,8 @@ const DEFAULT_STORE: &str = ".rask-cache";
         re-checks the hash: damaged bytes are reported, never returned.\n\n\
         The store is found through --store DIR, else the RASK_STORE environment variable, \
         else .rask-cache/ in the current directory.\n\n\
-        Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O), 2 usage error."
+        Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O), 2 usage error, \
+        3 verify found problems."
 )]
 struct Cli {
     /// Store directory [default: .rask-cache in the current directory]
@@ -67,6 +72,8 @@ enum Command {
     Show(show::Args),
     /// Check that objects exist; print the missing ones and exit 1 if any are
     Exists(exists::Args),
+    /// Re-hash every object and check every link; report (and --repair) damage
+    Verify(verify::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -113,6 +120,14 @@ impl Failure {
         Failure {
             code: EXIT_FAILED,
             message: Some(message.into()),
+        }
+    }
+
+    /// Exit with `code` and nothing more to say (the command printed its findings).
+    pub fn exit(code: u8) -> Failure {
+        Failure {
+            code,
+            message: None,
         }
     }
 
@@ -188,6 +203,7 @@ pub fn main() -> ExitCode {
         Command::Get(args) => get::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
         Command::Exists(args) => exists::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
