@@ -7,6 +7,7 @@
 //!   objects/ab/cdef…    objects: first 2 hex digits of the id, then the other 62
 //!   tmp/                temp files on their way to being published
 //!   quarantine/         damaged files moved aside by `verify --repair`
+//!   stats/journal       statistics deltas, appended by every process (crate::stats)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub const STAMP_FILE: &str = "format";
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the temp directory.
 pub const TMP_DIR: &str = "tmp";
+/// Name of the statistics directory.
+pub const STATS_DIR: &str = "stats";
 /// Name of the quarantine directory.
 pub const QUARANTINE_DIR: &str = "quarantine";
 
@@ -72,6 +75,16 @@ impl Layout {
     /// The directory that holds temp files.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
+    }
+
+    /// The statistics directory.
+    pub fn stats_dir(&self) -> PathBuf {
+        self.root.join(STATS_DIR)
+    }
+
+    /// The statistics journal.
+    pub fn stats_journal(&self) -> PathBuf {
+        self.root.join(STATS_DIR).join("journal")
     }
 
     /// Where damaged files are moved by repair.

@@ -40,6 +40,7 @@ pub mod name;
 pub mod object;
 pub mod publish;
 pub mod stamp;
+pub mod stats;
 pub mod store;
 pub mod verify;
 pub mod walk;

@@ -23,6 +23,7 @@ use crate::layout::Layout;
 use crate::object::{self, HEADER_LEN, Header, Kind, Object};
 use crate::publish::{self, Access, Durability, SyncQueue};
 use crate::stamp;
+use crate::stats::{self, StatsRecorder, StatsReport};
 
 /// A put of an existing object refreshes its mtime when it is older than this.
 pub const FRESHEN_ON_PUT: Duration = Duration::from_secs(60);
@@ -75,6 +76,7 @@ pub struct Store {
     layout: Layout,
     options: StoreOptions,
     sync_queue: SyncQueue,
+    stats: StatsRecorder,
 }
 
 enum Existing {
@@ -122,6 +124,7 @@ impl Store {
             layout,
             options,
             sync_queue: SyncQueue::default(),
+            stats: StatsRecorder::default(),
         }
     }
 
@@ -159,7 +162,8 @@ impl Store {
             link_count: links.len() as u32,
             payload_len: payload.len() as u64,
         };
-        if let Existing::Good = self.check_existing(&id, &path, &header)? {
+        let existing = self.check_existing(&id, &path, &header)?;
+        if let Existing::Good = existing {
             return Ok(id);
         }
         let mut temp = publish::temp_file(self.layout.tmp_dir(), "obj-")?;
@@ -171,7 +175,7 @@ impl Store {
             temp.write_all(&prefix).at("write", temp.path())?;
             temp.write_all(payload).at("write", temp.path())?;
         }
-        self.publish_object(temp, &path)?;
+        self.publish_object(temp, &path, &header, existing)?;
         Ok(id)
     }
 
@@ -243,21 +247,33 @@ impl Store {
         temp.write_all(&header.encode()).at("write", temp.path())?;
         let id = object::object_id(kind, links, payload_len, &hasher.finalize());
         let path = self.layout.object_path(&id);
-        if let Existing::Good = self.check_existing(&id, &path, &header)? {
+        let existing = self.check_existing(&id, &path, &header)?;
+        if let Existing::Good = existing {
             return Ok(id);
         }
-        self.publish_object(temp, &path)?;
+        self.publish_object(temp, &path, &header, existing)?;
         Ok(id)
     }
 
-    fn publish_object(&self, temp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    fn publish_object(
+        &self,
+        temp: tempfile::NamedTempFile,
+        path: &Path,
+        header: &Header,
+        existing: Existing,
+    ) -> Result<()> {
         publish::publish(
             temp,
             path,
             Access::ReadOnly,
             self.options.durability,
             &self.sync_queue,
-        )
+        )?;
+        if let Existing::Absent = existing {
+            let file_len = header.file_len().unwrap_or(0);
+            self.stats.object_changed(header.kind, file_len, 1);
+        }
+        Ok(())
     }
 
     /// Checks the copy of `id` already at `path`, if any, and freshens a good one.
@@ -423,7 +439,21 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] naming the file that could not be synced.
     pub fn flush(&self) -> Result<()> {
-        self.sync_queue.flush()
+        self.sync_queue.flush()?;
+        self.stats.flush(&self.layout)
+    }
+
+    /// This handle's statistics counters; flushed to the store with [`Store::flush`].
+    pub fn stats_recorder(&self) -> &StatsRecorder {
+        &self.stats
+    }
+
+    /// The store's statistics, summed over every process that flushed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the statistics journal cannot be read.
+    pub fn stats(&self) -> Result<StatsReport> {
+        stats::read(&self.layout)
     }
 
     fn open_object(&self, id: &ObjectId, path: &Path) -> Result<(File, fs::Metadata)> {
@@ -444,7 +474,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let _ = self.sync_queue.flush();
+        let _ = self.flush();
     }
 }
 

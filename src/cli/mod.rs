@@ -11,6 +11,7 @@ mod json;
 mod progress;
 mod put;
 mod show;
+mod stats;
 mod verify;
 
 use std::io::{self, Write};
@@ -74,6 +75,8 @@ enum Command {
     Exists(exists::Args),
     /// Re-hash every object and check every link; report (and --repair) damage
     Verify(verify::Args),
+    /// Hits and misses per namespace and tier, and store size by kind
+    Stats(stats::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -204,6 +207,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => show::run(&ctx, args),
         Command::Exists(args) => exists::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
