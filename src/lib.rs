@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod gc;
 pub mod id;
 pub mod layout;
 pub mod name;

@@ -373,6 +373,31 @@ impl Store {
         })
     }
 
+    /// Reads an object's header and links without hashing its payload: the
+    /// cheap read gc uses to walk the graph. The bytes are NOT verified; use
+    /// [`Store::object_info`] for that.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Corrupt`] when the header or length is bad.
+    pub fn object_links_unverified(&self, id: &ObjectId) -> Result<(Header, Vec<ObjectId>)> {
+        let path = self.layout.object_path(id);
+        let (mut file, meta) = self.open_object(id, &path)?;
+        let what = format_args!("object {id}");
+        let mut head = [0u8; HEADER_LEN];
+        let got = read_up_to(&mut file, &mut head).at("read object", &path)?;
+        let header = Header::decode(&head[..got]).map_err(|r| Error::corrupt(what, &path, r))?;
+        if header.file_len() != Some(meta.len()) {
+            return Err(Error::corrupt(
+                what,
+                &path,
+                "file length does not match its header",
+            ));
+        }
+        let mut link_bytes = vec![0u8; header.link_count as usize * ID_LEN];
+        file.read_exact(&mut link_bytes).at("read object", &path)?;
+        Ok((header, object::decode_links(&link_bytes)))
+    }
+
     /// Whether an object file named `id` exists. Does not read or verify it;
     /// a later read may still find it corrupt.
     ///
