@@ -109,6 +109,44 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    /// A compiler drove the semantic hasher inconsistently: unbalanced
+    /// nodes or scopes, or a use of a local that was never bound. This is a
+    /// bug in the compiler's AST walk, not a cache problem.
+    #[error("semantic hasher misused: {reason}")]
+    HasherMisuse {
+        /// What was wrong, naming the item number where it happened.
+        reason: String,
+    },
+
+    /// A call graph handed to the Merkle hasher is inconsistent (duplicate
+    /// function ids, a callee that is not in the package, an external
+    /// callee given two different hashes).
+    #[error("invalid call graph: {reason}")]
+    InvalidCallGraph {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// In-memory bytes (package metadata, a serialized artifact) failed to
+    /// decode or are not in canonical form. A compiler reading a cached
+    /// artifact treats this like [`Error::Corrupt`]: rebuild it.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded ("package metadata", "CBOR artifact").
+        what: &'static str,
+        /// What exactly is wrong.
+        reason: String,
+    },
+
+    /// A value could not be serialized.
+    #[error("could not encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+
     /// An operating-system call failed.
     #[error("could not {action} {path}: {source}")]
     Io {
