@@ -41,6 +41,7 @@ pub mod layout;
 pub mod name;
 pub mod object;
 pub mod publish;
+pub mod simulate;
 pub mod stamp;
 pub mod stats;
 pub mod store;
