@@ -407,6 +407,7 @@ fn put_finished_callees<'c>(
 ) {
     put_u64(buf, callees.len() as u64);
     for &c in callees {
+        debug_assert!(final_hash[c as usize].is_some(), "callee hashed first");
         put_str(buf, &functions[c as usize].id);
         let hash = final_hash[c as usize].unwrap_or(SemanticHash::from_bytes([0; 32]));
         buf.extend_from_slice(hash.as_bytes());

@@ -19,7 +19,7 @@
 //!   a canonical order.
 //! - [`metadata`]: the *package metadata* a compiled package exports
 //!   ([`PackageMetadata`]), with a canonical binary encoding (byte-identical
-//!   if and only if equal) and a [`diff`](metadata::diff) that names what
+//!   if and only if equal) and a [`diff`] that names what
 //!   changed and which downstream users that invalidates.
 //! - [`cbor`]: [`to_cbor`] and [`from_cbor`] serialize a compiler's own artifacts (ASTs, instances)
 //!   into the opaque bytes the store keeps.
