@@ -422,6 +422,22 @@ fn seed_cross_package_builds() {
         &PackageMetadata::decode(&build3).unwrap(),
     );
     assert_eq!(d.impact(), Impact::Unchanged);
+
+    // Downstream: myapp's process() calls collections.sort; its hash folds
+    // in the callee hash from the upstream metadata.
+    let process = |upstream: &[u8]| {
+        let meta = PackageMetadata::decode(upstream).unwrap();
+        let hashes = hash_call_graph(&[FunctionNode {
+            id: "process".into(),
+            body_hash: SemanticHash::from_bytes([9; 32]),
+            callees: vec![],
+            external_callees: vec![meta.external_callee("sort").unwrap()],
+        }])
+        .unwrap();
+        hashes.get("process").unwrap()
+    };
+    assert_ne!(process(&build1), process(&build2));
+    assert_eq!(process(&build2), process(&build3));
 }
 
 #[test]
