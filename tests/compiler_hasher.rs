@@ -663,3 +663,88 @@ fn golden_hash_of_the_seed_compute_function() {
         "cde1711fb379382b5de2b588a3bf2ead934520423cfae9beb338510b21d7aada"
     );
 }
+
+/// Every distinct sequence of up to three items from an alphabet built to
+/// tempt concatenation collisions (split strings, empty strings, the same
+/// bytes under different item kinds, numeric vs textual tags) hashes
+/// differently.
+#[test]
+fn distinct_feed_sequences_never_collide() {
+    type Feed = fn(&mut SemanticHasher);
+    let alphabet: Vec<(&str, Feed)> = vec![
+        ("str ''", |h| h.literal_str("")),
+        ("str a", |h| h.literal_str("a")),
+        ("str ab", |h| h.literal_str("ab")),
+        ("bytes a", |h| h.literal_bytes(b"a")),
+        ("field a", |h| h.field("a")),
+        ("symbol a", |h| h.symbol("a")),
+        ("attribute a", |h| h.attribute("a")),
+        ("type a", |h| h.type_annotation("a")),
+        ("callee a.b", |h| h.callee("a", "b")),
+        ("callee ab.", |h| h.callee("ab", "")),
+        ("callee .ab", |h| h.callee("", "ab")),
+        ("global a.b", |h| h.global("a", "b")),
+        ("int 0", |h| h.literal_int(0)),
+        ("uint 0", |h| h.literal_uint(0)),
+        ("float 0", |h| h.literal_float(0.0)),
+        ("bool false", |h| h.literal_bool(false)),
+        ("char a", |h| h.literal_char('a')),
+        ("mode 0", |h| h.param_mode(0u32)),
+        ("mode '0'", |h| h.param_mode("0")),
+        ("node 0", |h| {
+            h.begin_node(0u32);
+            h.end_node();
+        }),
+        ("node '0'", |h| {
+            h.begin_node("0");
+            h.end_node();
+        }),
+        ("pattern 0", |h| {
+            h.begin_pattern(0u32);
+            h.end_pattern();
+        }),
+        ("node(str a)", |h| {
+            h.begin_node(0u32);
+            h.literal_str("a");
+            h.end_node();
+        }),
+        ("scope", |h| {
+            h.enter_scope();
+            h.leave_scope();
+        }),
+        ("bind", |h| h.bind_local("x")),
+        ("bind use", |h| {
+            h.bind_local("x");
+            h.use_local("x");
+        }),
+        ("scope(bind)", |h| {
+            h.enter_scope();
+            h.bind_local("x");
+            h.leave_scope();
+        }),
+    ];
+    let mut seen = std::collections::HashMap::new();
+    let mut sequences: Vec<Vec<usize>> = vec![vec![]];
+    for len in 1..=3 {
+        let mut next = Vec::new();
+        for seq in sequences.iter().filter(|s| s.len() == len - 1) {
+            for i in 0..alphabet.len() {
+                let mut longer = seq.clone();
+                longer.push(i);
+                next.push(longer);
+            }
+        }
+        sequences.extend(next);
+    }
+    for seq in &sequences {
+        let mut h = SemanticHasher::new();
+        for &i in seq {
+            (alphabet[i].1)(&mut h);
+        }
+        let names: Vec<&str> = seq.iter().map(|&i| alphabet[i].0).collect();
+        if let Some(other) = seen.insert(h.finish().unwrap(), names.clone()) {
+            panic!("{names:?} and {other:?} hash the same");
+        }
+    }
+    assert_eq!(seen.len(), sequences.len());
+}
