@@ -32,6 +32,7 @@
 //!   two hashes) is an [`Error::InvalidCallGraph`], never a panic.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::compiler::hasher::SemanticHash;
 use crate::error::{Error, Result};
@@ -174,7 +175,7 @@ pub fn hash_call_graph(functions: &[FunctionNode]) -> Result<CallGraphHashes> {
             )));
         }
     }
-    let index: HashMap<&str, u32> = functions
+    let index: HashMap<&str, u32, BuildHasherDefault<Fnv1a>> = functions
         .iter()
         .enumerate()
         .map(|(i, f)| (f.id.as_str(), i as u32))
@@ -240,6 +241,7 @@ pub fn hash_call_graph(functions: &[FunctionNode]) -> Result<CallGraphHashes> {
     let mut call: Vec<(u32, usize)> = Vec::new();
     let mut counter = 0u32;
     let mut members: Vec<u32> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
     for start in 0..n {
         if order[start] != UNVISITED {
             continue;
@@ -292,6 +294,7 @@ pub fn hash_call_graph(functions: &[FunctionNode]) -> Result<CallGraphHashes> {
                     group_of[m as usize] = Some(group);
                 }
                 let hash = group_hash(
+                    &mut buf,
                     functions,
                     &members,
                     &edges,
@@ -305,6 +308,7 @@ pub fn hash_call_graph(functions: &[FunctionNode]) -> Result<CallGraphHashes> {
                 groups_by_input.push(members.clone());
             } else {
                 let hash = function_hash(
+                    &mut buf,
                     &functions[v],
                     edges(v),
                     functions,
@@ -351,53 +355,91 @@ fn invalid(reason: String) -> Error {
     Error::InvalidCallGraph { reason }
 }
 
-fn put_str(h: &mut blake3::Hasher, s: &str) {
-    h.update(&(s.len() as u64).to_le_bytes());
-    h.update(s.as_bytes());
+/// FNV-1a, for the id lookup table only: ids come from the compiler, so
+/// there is no untrusted input to defend against, and it is several times
+/// faster than SipHash on short ids. Never part of any output.
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
-fn put_externals(h: &mut blake3::Hasher, externals: &[&ExternalCallee]) {
-    h.update(&(externals.len() as u64).to_le_bytes());
+fn put_u64(buf: &mut Vec<u8>, value: u64) {
+    buf.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    put_u64(buf, s.len() as u64);
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn put_externals(buf: &mut Vec<u8>, externals: &[&ExternalCallee]) {
+    put_u64(buf, externals.len() as u64);
     for e in externals {
-        put_str(h, &e.package);
-        put_str(h, &e.function);
-        h.update(e.hash.as_bytes());
+        put_str(buf, &e.package);
+        put_str(buf, &e.function);
+        buf.extend_from_slice(e.hash.as_bytes());
     }
 }
 
 /// Callees outside the current SCC, each with its final hash (always known:
 /// Tarjan finishes callee SCCs first).
-fn put_finished_callees(
-    h: &mut blake3::Hasher,
-    callees: &[&u32],
+fn put_finished_callees<'c>(
+    buf: &mut Vec<u8>,
+    callees: impl ExactSizeIterator<Item = &'c u32>,
     functions: &[FunctionNode],
     final_hash: &[Option<SemanticHash>],
 ) {
-    h.update(&(callees.len() as u64).to_le_bytes());
-    for &&c in callees {
-        put_str(h, &functions[c as usize].id);
+    put_u64(buf, callees.len() as u64);
+    for &c in callees {
+        debug_assert!(final_hash[c as usize].is_some(), "callee hashed first");
+        put_str(buf, &functions[c as usize].id);
         let hash = final_hash[c as usize].unwrap_or(SemanticHash::from_bytes([0; 32]));
-        h.update(hash.as_bytes());
+        buf.extend_from_slice(hash.as_bytes());
     }
 }
 
+fn finish(context: &str, buf: &[u8]) -> SemanticHash {
+    SemanticHash::from(
+        blake3::Hasher::new_derive_key(context)
+            .update(buf)
+            .finalize(),
+    )
+}
+
 fn function_hash(
+    buf: &mut Vec<u8>,
     f: &FunctionNode,
     callees: &[u32],
     functions: &[FunctionNode],
     externals: &[&ExternalCallee],
     final_hash: &[Option<SemanticHash>],
 ) -> SemanticHash {
-    let mut h = blake3::Hasher::new_derive_key(FUNCTION_CONTEXT);
-    put_str(&mut h, &f.id);
-    h.update(f.body_hash.as_bytes());
-    let callees: Vec<&u32> = callees.iter().collect();
-    put_finished_callees(&mut h, &callees, functions, final_hash);
-    put_externals(&mut h, externals);
-    SemanticHash::from(h.finalize())
+    buf.clear();
+    put_str(buf, &f.id);
+    buf.extend_from_slice(f.body_hash.as_bytes());
+    put_finished_callees(buf, callees.iter(), functions, final_hash);
+    put_externals(buf, externals);
+    finish(FUNCTION_CONTEXT, buf)
 }
 
 fn group_hash<'e>(
+    buf: &mut Vec<u8>,
     functions: &[FunctionNode],
     members: &[u32],
     edges: &impl Fn(usize) -> &'e [u32],
@@ -406,24 +448,24 @@ fn group_hash<'e>(
     final_hash: &[Option<SemanticHash>],
 ) -> SemanticHash {
     let group = members.first().and_then(|&m| group_of[m as usize]);
-    let mut h = blake3::Hasher::new_derive_key(GROUP_CONTEXT);
-    h.update(&(members.len() as u64).to_le_bytes());
+    buf.clear();
+    put_u64(buf, members.len() as u64);
     for &m in members {
         let m = m as usize;
         let f = &functions[m];
-        put_str(&mut h, &f.id);
-        h.update(f.body_hash.as_bytes());
+        put_str(buf, &f.id);
+        buf.extend_from_slice(f.body_hash.as_bytes());
         let (inner, outer): (Vec<&u32>, Vec<&u32>) = edges(m)
             .iter()
             .partition(|&&c| group.is_some() && group_of[c as usize] == group);
-        h.update(&(inner.len() as u64).to_le_bytes());
+        put_u64(buf, inner.len() as u64);
         for &&c in &inner {
-            put_str(&mut h, &functions[c as usize].id);
+            put_str(buf, &functions[c as usize].id);
         }
-        put_finished_callees(&mut h, &outer, functions, final_hash);
-        put_externals(&mut h, &externals[m]);
+        put_finished_callees(buf, outer.into_iter(), functions, final_hash);
+        put_externals(buf, &externals[m]);
     }
-    SemanticHash::from(h.finalize())
+    finish(GROUP_CONTEXT, buf)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub fn from_cbor<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let mut rest = bytes;
     let value = ciborium::from_reader(&mut rest).map_err(|e| Error::Malformed {
         what: WHAT,
-        reason: e.to_string(),
+        reason: describe(e),
     })?;
     if !rest.is_empty() {
         return Err(Error::Malformed {
@@ -47,6 +47,22 @@ pub fn from_cbor<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         });
     }
     Ok(value)
+}
+
+fn describe(e: ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error as De;
+    match e {
+        De::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the bytes end in the middle of a data item (truncated, or a length that runs past \
+             the end)"
+                .into()
+        }
+        De::Io(e) => format!("read failed: {e}"),
+        De::Syntax(offset) => format!("invalid CBOR at byte offset {offset}"),
+        De::Semantic(Some(offset), msg) => format!("at byte offset {offset}: {msg}"),
+        De::Semantic(None, msg) => msg,
+        De::RecursionLimitExceeded => "nested too deeply".into(),
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +98,18 @@ mod tests {
         ));
         // Deeply nested arrays are refused, not a stack overflow.
         let deep = vec![0x81u8; 100_000];
-        assert!(from_cbor::<ciborium::Value>(&deep).is_err());
+        let err = from_cbor::<ciborium::Value>(&deep).unwrap_err();
+        assert!(err.to_string().contains("nested too deeply"), "{err}");
+        // Lengths claiming far more than the input holds are refused
+        // without allocating them: a byte string, a text string, an array.
+        for major in [0x5bu8, 0x7b, 0x9b] {
+            let mut claim = vec![major];
+            claim.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+            claim.extend_from_slice(b"abc");
+            let err = from_cbor::<ciborium::Value>(&claim).unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{major:#x}: {err}");
+        }
+        let err = from_cbor::<Expr>(&to_cbor(&42u8).unwrap()).unwrap_err();
+        assert!(matches!(err, Error::Malformed { .. }), "{err}");
     }
 }

@@ -394,7 +394,12 @@ impl SemanticHasher {
         };
         let index = scope.count;
         scope.count += 1;
-        scope.names.insert(name.to_string(), index);
+        match scope.names.get_mut(name) {
+            Some(slot) => *slot = index,
+            None => {
+                scope.names.insert(name.to_string(), index);
+            }
+        }
         self.buf.push(tag::BIND_LOCAL);
         self.put_u64(index);
         self.maybe_flush();

@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::compiler::callgraph::ExternalCallee;
 use crate::compiler::hasher::{SEMANTIC_HASH_LEN, SemanticHash};
 use crate::error::{Error, Result};
 
@@ -51,6 +52,8 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// Length of the trailing checksum.
 pub const CHECKSUM_LEN: usize = 32;
+/// BLAKE3 key-derivation context for [`PublicFunction::callee_hash`].
+pub const CALLEE_CONTEXT: &str = "rask-store 2026-11-21 exported callee v1";
 
 const OFF_VERSION: usize = 4;
 const OFF_RESERVED: usize = 5;
@@ -76,6 +79,28 @@ pub struct PublicFunction {
     pub type_params: Vec<String>,
 }
 
+impl PublicFunction {
+    /// The hash a downstream caller folds in for this function (as an
+    /// [`ExternalCallee`] hash): it covers the signature hash, the body
+    /// hash, genericity and the type parameters, so any change to this
+    /// entry re-keys every caller.
+    ///
+    /// `BLAKE3-derive_key(CALLEE_CONTEXT, signature_hash ‖ body_hash ‖ flags
+    /// ‖ u64 P ‖ P × (u64 len ‖ type parameter))`, integers little-endian.
+    pub fn callee_hash(&self) -> SemanticHash {
+        let mut h = blake3::Hasher::new_derive_key(CALLEE_CONTEXT);
+        h.update(self.signature_hash.as_bytes());
+        h.update(self.body_hash.as_bytes());
+        h.update(&[if self.is_generic { FLAG_GENERIC } else { 0 }]);
+        h.update(&(self.type_params.len() as u64).to_le_bytes());
+        for param in &self.type_params {
+            h.update(&(param.len() as u64).to_le_bytes());
+            h.update(param.as_bytes());
+        }
+        SemanticHash::from(h.finalize())
+    }
+}
+
 /// The metadata one compiled package exports.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PackageMetadata {
@@ -98,6 +123,17 @@ impl PackageMetadata {
             public_functions: BTreeMap::new(),
             public_types: BTreeMap::new(),
         }
+    }
+
+    /// The [`ExternalCallee`] a downstream package hands to
+    /// [`hash_call_graph`](crate::compiler::hash_call_graph) for a call to
+    /// `function`; `None` when the function is not public here.
+    pub fn external_callee(&self, function: &str) -> Option<ExternalCallee> {
+        self.public_functions.get(function).map(|f| ExternalCallee {
+            package: self.package_id.clone(),
+            function: function.to_string(),
+            hash: f.callee_hash(),
+        })
     }
 
     /// The canonical encoding (see the module docs).
@@ -600,6 +636,27 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
             assert!(PackageMetadata::decode(&bad).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn callee_hash_covers_every_field_of_the_entry() {
+        let m = sample();
+        let base = m.public_functions["sort"].callee_hash();
+        let callee = m.external_callee("sort").unwrap();
+        assert_eq!(callee.package, "collections");
+        assert_eq!(callee.hash, base);
+        assert!(m.external_callee("private_helper").is_none());
+        let edits: [fn(&mut PublicFunction); 4] = [
+            |f| f.signature_hash = h("other sig"),
+            |f| f.body_hash = h("other body"),
+            |f| f.is_generic = false,
+            |f| f.type_params = vec!["U".into()],
+        ];
+        for (i, edit) in edits.into_iter().enumerate() {
+            let mut f = m.public_functions["sort"].clone();
+            edit(&mut f);
+            assert_ne!(f.callee_hash(), base, "edit {i}");
         }
     }
 

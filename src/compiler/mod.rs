@@ -19,7 +19,7 @@
 //!   a canonical order.
 //! - [`metadata`]: the *package metadata* a compiled package exports
 //!   ([`PackageMetadata`]), with a canonical binary encoding (byte-identical
-//!   if and only if equal) and a [`diff`](metadata::diff) that names what
+//!   if and only if equal) and a [`diff`] that names what
 //!   changed and which downstream users that invalidates.
 //! - [`cbor`]: [`to_cbor`] and [`from_cbor`] serialize a compiler's own artifacts (ASTs, instances)
 //!   into the opaque bytes the store keeps.
@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use rask_store::compiler::{
-//!     FunctionNode, PackageMetadata, PublicFunction, SemanticHasher, hash_call_graph,
+//!     FunctionNode, PackageMetadata, PublicFunction, SemanticHasher, diff, hash_call_graph,
 //! };
 //!
 //! # fn main() -> Result<(), rask_store::Error> {
@@ -85,7 +85,13 @@
 //!     },
 //! );
 //! let bytes = meta.encode()?;
-//! assert_eq!(PackageMetadata::decode(&bytes)?, meta);
+//!
+//! // 4. Downstream: a call into `collections.swap` folds in the exported
+//! //    hash, and a new build of `collections` is compared with the old one.
+//! let upstream = PackageMetadata::decode(&bytes)?;
+//! let callee = upstream.external_callee("swap").unwrap();
+//! assert_eq!(callee.package, "collections");
+//! assert!(diff(&upstream, &meta).is_empty()); // identical: skip the downstream package
 //! # Ok(()) }
 //! ```
 
