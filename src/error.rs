@@ -162,9 +162,13 @@ pub enum Error {
 
 impl Error {
     /// True for errors a cache client should treat as a miss: the object is
-    /// absent or its bytes failed validation.
+    /// absent, its bytes failed validation, or a cached artifact failed to
+    /// decode.
     pub fn is_cache_miss(&self) -> bool {
-        matches!(self, Error::NotFound { .. } | Error::Corrupt { .. })
+        matches!(
+            self,
+            Error::NotFound { .. } | Error::Corrupt { .. } | Error::Malformed { .. }
+        )
     }
 
     /// True when the error comes from bad user input rather than the store.
