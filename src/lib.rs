@@ -35,6 +35,8 @@
 
 pub mod error;
 pub mod id;
+pub mod index;
+pub mod key;
 pub mod layout;
 pub mod name;
 pub mod object;
@@ -44,6 +46,8 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub use id::{IdSpec, ObjectId};
+pub use index::{Entry, Index, IndexOptions, Lookup, Miss, MissCause, PartRef, PutOutcome};
+pub use key::{Component, Key, KeyHash};
 pub use name::{Namespace, PackageName};
 pub use object::{Kind, Object};
 pub use publish::Durability;
