@@ -62,6 +62,7 @@ static KEY_HASHER: LazyLock<blake3::Hasher> =
 
 /// One typed component of a composite key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Component {
     /// A UTF-8 string: a package or function name, a type argument.
     Str(String),

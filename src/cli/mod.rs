@@ -4,8 +4,10 @@
 //! Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O),
 //! 2 usage error (bad arguments, malformed id).
 
+mod entry;
 mod exists;
 mod get;
+mod index;
 mod init;
 mod json;
 mod put;
@@ -67,6 +69,10 @@ enum Command {
     Show(show::Args),
     /// Check that objects exist; print the missing ones and exit 1 if any are
     Exists(exists::Args),
+    /// Put, get and show keyed entries: a composite key mapped to named parts
+    Entry(entry::Args),
+    /// Index statistics and compaction
+    Index(index::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -188,6 +194,8 @@ pub fn main() -> ExitCode {
         Command::Get(args) => get::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
         Command::Exists(args) => exists::run(&ctx, args),
+        Command::Entry(args) => entry::run(&ctx, args),
+        Command::Index(args) => index::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
