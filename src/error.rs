@@ -147,6 +147,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A composite key (or one of its command-line components) is malformed.
+    #[error("invalid key {input:?}: {reason}")]
+    InvalidKey {
+        /// The key, or the component, given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A keyed entry cannot be made as asked (bad part names, a part object
+    /// that does not exist).
+    #[error("invalid entry: {reason}")]
+    InvalidEntry {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An operating-system call failed.
     #[error("could not {action} {path}: {source}")]
     Io {
@@ -175,7 +192,11 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::InvalidId { .. } | Error::AmbiguousId { .. } | Error::InvalidName { .. }
+            Error::InvalidId { .. }
+                | Error::AmbiguousId { .. }
+                | Error::InvalidName { .. }
+                | Error::InvalidKey { .. }
+                | Error::InvalidEntry { .. }
         )
     }
 

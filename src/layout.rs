@@ -8,6 +8,11 @@
 //!   tmp/                temp files on their way to being published
 //!   quarantine/         damaged files moved aside by `verify --repair`
 //!   stats/journal       statistics deltas, appended by every process (crate::stats)
+//!   index/              the keyed-entry index (see crate::index)
+//!     manifest          names the live segments and journal
+//!     seg-<gen>.rsx     immutable sorted segments (16 hex digits of generation)
+//!     journal-<gen>.rsj the append-only journal of the current generation
+//!     compact.lock      taken by compaction
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +29,14 @@ pub const TMP_DIR: &str = "tmp";
 pub const STATS_DIR: &str = "stats";
 /// Name of the quarantine directory.
 pub const QUARANTINE_DIR: &str = "quarantine";
+/// Name of the index directory.
+pub const INDEX_DIR: &str = "index";
+/// Suffix of index segment files.
+pub const SEGMENT_SUFFIX: &str = ".rsx";
+/// Suffix of index journal files.
+pub const JOURNAL_SUFFIX: &str = ".rsj";
+/// Suffix given to an unreadable index file that was set aside.
+pub const QUARANTINE_SUFFIX: &str = ".bad";
 
 /// The paths of one store.
 #[derive(Clone, Debug)]
@@ -31,6 +44,7 @@ pub struct Layout {
     root: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
+    index: PathBuf,
 }
 
 impl Layout {
@@ -40,6 +54,7 @@ impl Layout {
         Layout {
             objects: root.join(OBJECTS_DIR),
             tmp: root.join(TMP_DIR),
+            index: root.join(INDEX_DIR),
             root,
         }
     }
@@ -90,6 +105,55 @@ impl Layout {
     /// Where damaged files are moved by repair.
     pub fn quarantine_dir(&self) -> PathBuf {
         self.root.join(QUARANTINE_DIR)
+    }
+
+    /// The index directory.
+    pub fn index_dir(&self) -> &Path {
+        &self.index
+    }
+
+    /// The index manifest.
+    pub fn index_manifest(&self) -> PathBuf {
+        self.index.join("manifest")
+    }
+
+    /// The lock file compaction holds.
+    pub fn index_compact_lock(&self) -> PathBuf {
+        self.index.join("compact.lock")
+    }
+
+    /// The index segment of generation `generation`.
+    pub fn index_segment(&self, generation: u64) -> PathBuf {
+        self.index
+            .join(format!("seg-{generation:016x}{SEGMENT_SUFFIX}"))
+    }
+
+    /// The index journal of generation `generation`.
+    pub fn index_journal(&self, generation: u64) -> PathBuf {
+        self.index
+            .join(format!("journal-{generation:016x}{JOURNAL_SUFFIX}"))
+    }
+
+    /// Where an unreadable index file is set aside.
+    pub fn index_quarantine(&self, file: &Path) -> PathBuf {
+        let mut name = file.file_name().unwrap_or_default().to_os_string();
+        name.push(QUARANTINE_SUFFIX);
+        self.index.join(name)
+    }
+
+    /// The generation of an index segment or journal file name, if it is one.
+    pub fn index_file_generation(name: &str) -> Option<u64> {
+        let hex = name
+            .strip_prefix("seg-")
+            .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+            .or_else(|| {
+                name.strip_prefix("journal-")
+                    .and_then(|n| n.strip_suffix(JOURNAL_SUFFIX))
+            })?;
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok()
     }
 
     /// The id an object file name under a fanout directory stands for, if it is one.

@@ -37,6 +37,8 @@ pub mod compiler;
 pub mod error;
 pub mod gc;
 pub mod id;
+pub mod index;
+pub mod key;
 pub mod layout;
 pub mod name;
 pub mod object;
@@ -50,6 +52,8 @@ pub mod walk;
 
 pub use error::{Error, Result};
 pub use id::{IdSpec, ObjectId};
+pub use index::{Entry, Index, IndexOptions, Lookup, Miss, MissCause, PartRef, PutOutcome};
+pub use key::{Component, Key, KeyHash};
 pub use name::{Namespace, PackageName};
 pub use object::{Kind, Object};
 pub use publish::Durability;

@@ -100,6 +100,7 @@ impl Store {
         }
         fs::create_dir_all(layout.root()).at("create the store directory", layout.root())?;
         fs::create_dir_all(layout.tmp_dir()).at("create directory", layout.tmp_dir())?;
+        fs::create_dir_all(layout.index_dir()).at("create directory", layout.index_dir())?;
         for byte in 0..=u8::MAX {
             let dir = layout.fanout_dir(byte);
             fs::create_dir_all(&dir).at("create directory", &dir)?;
@@ -133,13 +134,14 @@ impl Store {
         self.layout.root()
     }
 
-    pub(crate) fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
     /// The options the store was opened with.
     pub fn options(&self) -> StoreOptions {
         self.options
+    }
+
+    /// The paths of this store.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Where the object `id` lives (whether or not it exists).

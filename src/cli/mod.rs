@@ -4,8 +4,10 @@
 //! Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O),
 //! 2 usage error (bad arguments, malformed id).
 
+mod entry;
 mod exists;
 mod get;
+mod index;
 mod init;
 mod json;
 mod progress;
@@ -77,6 +79,10 @@ enum Command {
     Verify(verify::Args),
     /// Hits and misses per namespace and tier, and store size by kind
     Stats(stats::Args),
+    /// Put, get and show keyed entries: a composite key mapped to named parts
+    Entry(entry::Args),
+    /// Index statistics and compaction
+    Index(index::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -208,6 +214,8 @@ pub fn main() -> ExitCode {
         Command::Exists(args) => exists::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
+        Command::Entry(args) => entry::run(&ctx, args),
+        Command::Index(args) => index::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

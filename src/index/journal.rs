@@ -1,0 +1,414 @@
+//! The index journal: an append-only file of framed records.
+//!
+//! # File format (journal format version 1)
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     magic "RSKJ"
+//! 4       1     journal format version (1)
+//! 5       3     reserved, zero
+//! 8       8     generation, u64 LE (equals the one in the file name)
+//! 16      …     records, each a frame (see super::record), back to back
+//! ```
+//!
+//! The header is written whole (temp file + rename) before any manifest
+//! names the journal, so an appender never sees a journal without one.
+//!
+//! # Appending
+//!
+//! One record is one `write` on a file opened with `O_APPEND`, made while
+//! holding a shared `flock` on the journal and after re-reading the
+//! manifest to check the journal is still the current one (see
+//! docs/ARCHITECTURE.md, "index rotation"). Appenders from several
+//! processes never interleave their bytes.
+//!
+//! # Reading
+//!
+//! Readers read the file into memory and parse frames from the front. A
+//! frame that is cut off at the end of the file (torn by a crash, or still
+//! being written) stops the parse there; it is re-examined on the next
+//! refresh. A complete frame that fails its checksum is garbage: the reader
+//! skips forward to the next offset where a valid frame starts, and records
+//! the skipped range. Neither is ever returned as an entry.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::record::{self, FrameRead, RECORD_MARKER};
+use crate::error::{Error, IoContext, Result};
+use crate::key::KeyHash;
+
+/// First four bytes of a journal.
+pub const MAGIC: [u8; 4] = *b"RSKJ";
+/// The journal format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Length of the journal header.
+pub const HEADER_LEN: usize = 16;
+const OFF_VERSION: usize = 4;
+const OFF_RESERVED: usize = 5;
+const OFF_GENERATION: usize = 8;
+
+/// Hashes a [`KeyHash`] by its first eight bytes: they are already uniform.
+#[derive(Default)]
+pub struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+/// A map keyed by key hash.
+pub type KeyMap<V> = HashMap<KeyHash, V, BuildHasherDefault<PrefixHasher>>;
+
+/// The bytes of a new journal's header.
+pub fn header(generation: u64) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[..4].copy_from_slice(&MAGIC);
+    out[OFF_VERSION] = FORMAT_VERSION;
+    out[OFF_GENERATION..].copy_from_slice(&generation.to_le_bytes());
+    out
+}
+
+/// A range of journal bytes that is not a valid record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Offset from the start of the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// What was wrong there.
+    pub reason: String,
+}
+
+/// A journal read into memory.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    generation: u64,
+    file: File,
+    bytes: Vec<u8>,
+    parsed: usize,
+    map: KeyMap<usize>,
+    records: u64,
+    skipped: Vec<Skipped>,
+    header_checked: bool,
+    header_problem: Option<Error>,
+}
+
+impl Journal {
+    /// Opens the journal at `path` for reading and appending and loads it.
+    ///
+    /// A bad header is not an error here: it is kept in
+    /// [`Journal::header_problem`], the records are ignored, and appends are refused.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be opened or read.
+    pub fn open(path: &Path, generation: u64) -> Result<Journal> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    File::open(path)
+                } else {
+                    Err(e)
+                }
+            })
+            .at("open the index journal", path)?;
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            generation,
+            file,
+            bytes: Vec::new(),
+            parsed: HEADER_LEN,
+            map: KeyMap::default(),
+            records: 0,
+            skipped: Vec::new(),
+            header_checked: false,
+            header_problem: None,
+        };
+        journal.refresh()?;
+        Ok(journal)
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The generation the journal belongs to.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reads whatever was appended since the last read and parses it.
+    /// Cheap when nothing was: one `fstat`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read.
+    pub fn refresh(&mut self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .at("read metadata of", &self.path)?
+            .len() as usize;
+        if len > self.bytes.len() {
+            let start = self.bytes.len();
+            self.file
+                .seek(SeekFrom::Start(start as u64))
+                .at("seek in", &self.path)?;
+            let mut tail = Vec::with_capacity(len - start);
+            (&self.file)
+                .take((len - start) as u64)
+                .read_to_end(&mut tail)
+                .at("read the index journal", &self.path)?;
+            self.bytes.extend_from_slice(&tail);
+        }
+        if !self.header_checked {
+            self.header_checked = true;
+            self.header_problem = if self.bytes.len() < HEADER_LEN {
+                Some(Error::corrupt(
+                    "index journal",
+                    &self.path,
+                    format!(
+                        "file is {} bytes, shorter than its header",
+                        self.bytes.len()
+                    ),
+                ))
+            } else {
+                check_header(&self.bytes, &self.path, self.generation).err()
+            };
+        }
+        if self.header_problem.is_none() {
+            self.parse();
+        }
+        Ok(())
+    }
+
+    fn parse(&mut self) {
+        let mut pos = self.parsed;
+        while pos < self.bytes.len() {
+            match record::read_frame(&self.bytes[pos..]) {
+                FrameRead::Good { body, len } => match record::view(body) {
+                    Ok(view) => {
+                        self.map.insert(view.key_hash, pos);
+                        self.records += 1;
+                        pos += len;
+                    }
+                    Err(reason) => match self.resync(pos, reason) {
+                        Some(next) => pos = next,
+                        None => break,
+                    },
+                },
+                // Cut off at the end of the file: torn, or still being written.
+                // If a valid frame follows, it was torn by a crash; skip it.
+                FrameRead::Incomplete => match self.resync(pos, "record cut off".into()) {
+                    Some(next) => pos = next,
+                    None => break,
+                },
+                FrameRead::Bad(reason) => match self.resync(pos, reason) {
+                    Some(next) => pos = next,
+                    None => break,
+                },
+            }
+        }
+        self.parsed = pos;
+    }
+
+    /// Finds the next valid frame after a bad one at `pos`, recording the skip.
+    fn resync(&mut self, pos: usize, reason: String) -> Option<usize> {
+        let mut at = pos + 1;
+        while let Some(found) = find_marker(&self.bytes[at..]) {
+            let candidate = at + found;
+            if let FrameRead::Good { body, .. } = record::read_frame(&self.bytes[candidate..])
+                && record::view(body).is_ok()
+            {
+                self.skipped.push(Skipped {
+                    offset: pos as u64,
+                    len: (candidate - pos) as u64,
+                    reason,
+                });
+                return Some(candidate);
+            }
+            at = candidate + 1;
+        }
+        None
+    }
+
+    /// The verified body of the newest record for `hash`, if any.
+    pub fn get(&self, hash: &KeyHash) -> Option<&[u8]> {
+        let pos = *self.map.get(hash)?;
+        match record::read_frame(self.bytes.get(pos..)?) {
+            FrameRead::Good { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Whether any record is filed under `hash`.
+    pub fn contains(&self, hash: &KeyHash) -> bool {
+        self.map.contains_key(hash)
+    }
+
+    /// Every key hash with its newest record body.
+    pub fn latest(&self) -> impl Iterator<Item = (&KeyHash, &[u8])> {
+        self.map.iter().filter_map(|(hash, &pos)| {
+            match record::read_frame(self.bytes.get(pos..)?) {
+                FrameRead::Good { body, .. } => Some((hash, body)),
+                _ => None,
+            }
+        })
+    }
+
+    /// Number of valid records read (including superseded ones).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Number of distinct keys with a record.
+    pub fn keys(&self) -> usize {
+        self.map.len()
+    }
+
+    /// File size as last read.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// True when the journal has no records.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Garbage ranges skipped so far.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
+    }
+
+    /// The bytes at the end that do not (yet) form a complete record:
+    /// `(offset, length)`, if any.
+    pub fn unparsed_tail(&self) -> Option<(u64, u64)> {
+        if self.header_problem.is_some() || self.parsed >= self.bytes.len() {
+            return None;
+        }
+        Some((self.parsed as u64, (self.bytes.len() - self.parsed) as u64))
+    }
+
+    /// What is wrong with the header, if anything.
+    pub fn header_problem(&self) -> Option<&Error> {
+        self.header_problem.as_ref()
+    }
+
+    /// Appends one framed record in a single `write`.
+    ///
+    /// The caller holds the shared lock (see [`Journal::lock_shared`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails; [`Error::Corrupt`] when the
+    /// journal's header is bad (nothing is appended to it).
+    pub fn append(&self, framed: &[u8]) -> Result<()> {
+        if let Some(problem) = &self.header_problem {
+            return Err(Error::corrupt(
+                "index journal",
+                &self.path,
+                format!("refusing to append to it ({problem}); run `rask-store index compact`"),
+            ));
+        }
+        let written = (&self.file)
+            .write(framed)
+            .at("append to the index journal", &self.path)?;
+        if written != framed.len() {
+            return Err(Error::io(
+                "append to the index journal",
+                &self.path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("only {written} of {} bytes were written", framed.len()),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes the shared append lock, blocking while a compaction holds it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when locking fails.
+    pub fn lock_shared(&self) -> Result<()> {
+        self.file
+            .lock_shared()
+            .at("lock the index journal", &self.path)
+    }
+
+    /// Takes the exclusive lock compaction holds for its final read.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when locking fails.
+    pub fn lock_exclusive(&self) -> Result<()> {
+        self.file.lock().at("lock the index journal", &self.path)
+    }
+
+    /// Releases a lock taken with either method.
+    pub fn unlock(&self) {
+        let _ = self.file.unlock();
+    }
+
+    /// Syncs the journal to disk.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when syncing fails.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().at("sync", &self.path)
+    }
+}
+
+fn find_marker(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == RECORD_MARKER)
+}
+
+fn check_header(bytes: &[u8], path: &Path, generation: u64) -> Result<()> {
+    if bytes[..4] != MAGIC {
+        return Err(Error::corrupt(
+            "index journal",
+            path,
+            format!("bad magic {:02x?}, expected \"RSKJ\"", &bytes[..4]),
+        ));
+    }
+    if bytes[OFF_VERSION] != FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found: format!("index journal version {}", bytes[OFF_VERSION]),
+            supported: format!("index journal version {FORMAT_VERSION}"),
+        });
+    }
+    if bytes[OFF_RESERVED..OFF_GENERATION] != [0, 0, 0] {
+        return Err(Error::corrupt(
+            "index journal",
+            path,
+            "reserved header bytes are not zero",
+        ));
+    }
+    let mut g = [0u8; 8];
+    g.copy_from_slice(&bytes[OFF_GENERATION..HEADER_LEN]);
+    let found = u64::from_le_bytes(g);
+    if found != generation {
+        return Err(Error::corrupt(
+            "index journal",
+            path,
+            format!("header says generation {found}, the file name says {generation}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,1231 @@
+//! The keyed-entry index: resolves a composite [`Key`] to an [`Entry`] (named
+//! parts, each an object id and size), across processes, in well under a
+//! microsecond per lookup.
+//!
+//! # Files (under `index/`, see [`crate::layout`])
+//!
+//! - `manifest` ([`manifest`]) names the live segments and the current journal;
+//!   it is replaced atomically by compaction.
+//! - `seg-<gen>.rsx` ([`segment`]): immutable, sorted, memory-mapped.
+//! - `journal-<gen>.rsj` ([`journal`]): append-only; new entries go here.
+//! - `compact.lock`: held (exclusively) by whoever compacts or initializes.
+//!
+//! Records ([`record`]) are the same framed, checksummed bytes in both
+//! journals and segments. The newest record for a key wins: the journal's
+//! last record, else the newest segment's.
+//!
+//! # Entries are records, not objects
+//!
+//! A put writes each part as an object (objects first), then appends one
+//! record holding the full key and the part table. So a single-part put
+//! costs one object file and one `write` to the journal, and an entry is
+//! visible only once all of its parts exist. The entry's id is the id it
+//! would have as a [`crate::Kind::Entry`] object (see [`record`]).
+//!
+//! # Invariants
+//! - Lookups never trust the index: a record is used only after its
+//!   checksum matched and its stored key equals the asked key byte for byte;
+//!   [`Index::get`] also verifies the part object. Damage is a [`Miss`] with
+//!   a [`MissCause`], never wrong bytes and never a panic.
+//! - Readers never wait for writers: lookups take no file lock.
+//! - An appender appends only to the journal the manifest names, checked
+//!   while it holds a shared lock on that journal; compaction reads the
+//!   journal for the last time under the exclusive lock and publishes the
+//!   next manifest before releasing it. So no append is lost to a
+//!   compaction (docs/ARCHITECTURE.md, "index rotation").
+//! - Files are unlinked only after the manifest no longer names them.
+
+pub mod journal;
+pub mod manifest;
+pub mod record;
+pub mod segment;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+use self::journal::Journal;
+pub use self::journal::Skipped;
+use self::manifest::Manifest;
+pub use self::record::PartRef;
+use self::record::RecordView;
+pub use self::segment::Access;
+use self::segment::Segment;
+use crate::error::{Error, IoContext, Result};
+use crate::id::ObjectId;
+use crate::key::{Key, KeyHash};
+use crate::layout::Layout;
+use crate::object::Kind;
+use crate::publish::{self, Durability, SyncQueue};
+use crate::store::Store;
+
+/// Journals smaller than this are never compacted automatically.
+pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 4 << 20;
+
+/// Whether appends may start a compaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AutoCompact {
+    /// Compact when the journal passes the threshold (the default).
+    #[default]
+    On,
+    /// Only compact when asked.
+    Off,
+}
+
+/// How an index is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexOptions {
+    /// Map segments (default) or read them into memory.
+    pub access: Access,
+    /// Whether appends start compactions.
+    pub auto_compact: AutoCompact,
+    /// A journal is compacted automatically once it is larger than this and
+    /// than a quarter of the live segments' size.
+    pub compact_min_bytes: u64,
+}
+
+impl Default for IndexOptions {
+    fn default() -> IndexOptions {
+        IndexOptions {
+            access: Access::Map,
+            auto_compact: AutoCompact::On,
+            compact_min_bytes: DEFAULT_COMPACT_MIN_BYTES,
+        }
+    }
+}
+
+impl IndexOptions {
+    /// These options with segments held as `access` says.
+    pub fn with_access(mut self, access: Access) -> IndexOptions {
+        self.access = access;
+        self
+    }
+
+    /// These options with automatic compaction on or off.
+    pub fn with_auto_compact(mut self, auto_compact: AutoCompact) -> IndexOptions {
+        self.auto_compact = auto_compact;
+        self
+    }
+
+    /// These options with another automatic-compaction threshold.
+    pub fn with_compact_min_bytes(mut self, bytes: u64) -> IndexOptions {
+        self.compact_min_bytes = bytes;
+        self
+    }
+}
+
+/// Why a lookup did not produce a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MissCause {
+    /// No entry for the key (or it was removed).
+    Absent,
+    /// The index record, or a part object, failed validation.
+    Corrupt,
+    /// The entry names a part object that does not exist.
+    Dangling,
+}
+
+impl MissCause {
+    /// Lowercase name for output.
+    pub fn name(self) -> &'static str {
+        match self {
+            MissCause::Absent => "absent",
+            MissCause::Corrupt => "corrupt",
+            MissCause::Dangling => "dangling",
+        }
+    }
+}
+
+/// A miss: its cause and a human-readable detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Miss {
+    /// Why.
+    pub cause: MissCause,
+    /// What exactly (paths, ids, what failed).
+    pub detail: String,
+}
+
+/// The answer to a lookup: a verified value, or a miss with its cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup<T> {
+    /// Found and checked.
+    Hit(T),
+    /// Not usable; the cache client rebuilds.
+    Miss(Miss),
+}
+
+impl<T> Lookup<T> {
+    /// The value, if it was a hit.
+    pub fn hit(self) -> Option<T> {
+        match self {
+            Lookup::Hit(v) => Some(v),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    /// True for a hit.
+    pub fn is_hit(&self) -> bool {
+        matches!(self, Lookup::Hit(_))
+    }
+
+    /// The miss cause, if it was a miss.
+    pub fn miss_cause(&self) -> Option<MissCause> {
+        match self {
+            Lookup::Hit(_) => None,
+            Lookup::Miss(m) => Some(m.cause),
+        }
+    }
+
+    fn miss(cause: MissCause, detail: impl Into<String>) -> Lookup<T> {
+        Lookup::Miss(Miss {
+            cause,
+            detail: detail.into(),
+        })
+    }
+}
+
+/// A keyed entry as the index holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    key_hash: KeyHash,
+    payload: Vec<u8>,
+    parts: Vec<PartRef>,
+}
+
+impl Entry {
+    fn from_view(view: &RecordView<'_>, parts: Vec<PartRef>) -> Entry {
+        Entry {
+            key_hash: view.key_hash,
+            payload: view.entry_payload.to_vec(),
+            parts,
+        }
+    }
+
+    /// The entry id: the id of the entry as a [`Kind::Entry`] object.
+    pub fn id(&self) -> ObjectId {
+        record::entry_id(&self.payload, &self.parts)
+    }
+
+    /// The key hash.
+    pub fn key_hash(&self) -> KeyHash {
+        self.key_hash
+    }
+
+    /// The canonical key encoding.
+    pub fn key_encoding(&self) -> &[u8] {
+        let len = self
+            .payload
+            .get(..4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        self.payload.get(4..4 + len).unwrap_or(&[])
+    }
+
+    /// Decodes the full key.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the stored key does not decode (the record's
+    /// checksum matched, so only a writer bug could cause this).
+    pub fn key(&self) -> Result<Key> {
+        Key::decode(self.key_encoding())
+            .map_err(|reason| Error::corrupt("stored key", Path::new("index"), reason))
+    }
+
+    /// The parts, sorted by name.
+    pub fn parts(&self) -> &[PartRef] {
+        &self.parts
+    }
+
+    /// The part called `name`.
+    pub fn part(&self, name: &str) -> Option<&PartRef> {
+        self.parts.iter().find(|p| p.name == name)
+    }
+}
+
+/// A part and its verified payload.
+pub type PartBytes = (PartRef, Vec<u8>);
+
+/// What a put did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A record was appended; the entry is now current.
+    Written(ObjectId),
+    /// The same entry was already current; nothing was appended.
+    Unchanged(ObjectId),
+}
+
+impl PutOutcome {
+    /// The entry id.
+    pub fn entry_id(self) -> ObjectId {
+        match self {
+            PutOutcome::Written(id) | PutOutcome::Unchanged(id) => id,
+        }
+    }
+}
+
+/// Something wrong with an index file, found at open, lookup or check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexProblem {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One live segment, for stats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentStats {
+    /// The file.
+    pub path: PathBuf,
+    /// Entries it holds.
+    pub entries: u64,
+    /// File size.
+    pub bytes: u64,
+}
+
+/// The state of the index, cheaply computed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexStats {
+    /// The manifest generation.
+    pub generation: u64,
+    /// Live entries (keys whose newest record is a put).
+    pub entries: u64,
+    /// Live segments.
+    pub segments: Vec<SegmentStats>,
+    /// The current journal.
+    pub journal_path: PathBuf,
+    /// Its size in bytes.
+    pub journal_bytes: u64,
+    /// Valid records in it (including superseded ones).
+    pub journal_records: u64,
+    /// Bytes at its end that are not a complete record: `(offset, length)`.
+    pub torn_tail: Option<(u64, u64)>,
+    /// Garbage ranges skipped inside it.
+    pub skipped: Vec<Skipped>,
+    /// Files that could not be used.
+    pub problems: Vec<IndexProblem>,
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The new generation.
+    pub generation: u64,
+    /// Entries in the new segment.
+    pub entries: u64,
+    /// Segments and journal records merged.
+    pub merged_segments: usize,
+    /// Journal records read.
+    pub journal_records: u64,
+    /// Records dropped because they were damaged.
+    pub dropped_damaged: u64,
+    /// Files set aside because they could not be read (renamed to `*.bad`).
+    pub quarantined: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+struct State {
+    generation: u64,
+    segments: Vec<Segment>,
+    journal: Option<Journal>,
+    problems: Vec<IndexProblem>,
+}
+
+enum Resolved<'a> {
+    Hit(RecordView<'a>),
+    Removed,
+    Absent,
+    Damaged(PathBuf, String),
+}
+
+/// An open index.
+///
+/// # Concurrency
+/// An `Index` is `Send + Sync`. Any number of processes may put and look up
+/// at once; lookups take no file lock and never wait for writers.
+#[derive(Debug)]
+pub struct Index {
+    layout: Layout,
+    durability: Durability,
+    options: IndexOptions,
+    state: RwLock<State>,
+    append_lock: Mutex<()>,
+    journal_dirty: AtomicBool,
+}
+
+impl Index {
+    /// Opens the index of `store` with default options.
+    ///
+    /// Segments are mapped and their structure checked (O(1) in their size);
+    /// the journal is read into memory. Unusable files are recorded as
+    /// problems ([`Index::stats`]), not errors: their entries read as misses.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the index directory cannot be read,
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`] for a bad manifest.
+    pub fn open(store: &Store) -> Result<Index> {
+        Index::open_with(store, IndexOptions::default())
+    }
+
+    /// Opens the index of `store` with `options`.
+    ///
+    /// # Errors
+    /// As [`Index::open`].
+    pub fn open_with(store: &Store, options: IndexOptions) -> Result<Index> {
+        let layout = store.layout().clone();
+        fs::create_dir_all(layout.index_dir()).at("create directory", layout.index_dir())?;
+        let state = load_state(&layout, options.access)?;
+        Ok(Index {
+            layout,
+            durability: store.options().durability,
+            options,
+            state: RwLock::new(state),
+            append_lock: Mutex::new(()),
+            journal_dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Picks up what other processes appended or compacted since the last
+    /// look: re-reads the manifest, then the journal's new tail.
+    ///
+    /// # Errors
+    /// [`Error::Io`], or a bad manifest.
+    pub fn refresh(&self) -> Result<()> {
+        let current = manifest::read(&self.layout)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let same = match (&current, &state.journal) {
+            (Some(m), Some(j)) => m.generation == j.generation(),
+            (None, None) => return Ok(()),
+            _ => false,
+        };
+        if same {
+            if let Some(journal) = state.journal.as_mut() {
+                journal.refresh()?;
+            }
+        } else {
+            *state = load_state(&self.layout, self.options.access)?;
+        }
+        Ok(())
+    }
+
+    /// Looks a key up in the index alone, without touching part objects.
+    ///
+    /// The record is checked (checksum, stored key equals `key`), but the
+    /// parts may since have been deleted: use [`Index::get`] or
+    /// [`Index::probe`] before relying on them. On a miss the journal's new
+    /// tail is read once, so entries other processes appended are found.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only; damage is a [`Miss`].
+    pub fn lookup(&self, key: &Key) -> Result<Lookup<Entry>> {
+        {
+            let state = self.read_state();
+            if let Some(found) = to_entry(resolve(&state, key)) {
+                return Ok(found);
+            }
+        }
+        self.refresh()?;
+        let state = self.read_state();
+        Ok(to_entry(resolve(&state, key)).unwrap_or_else(|| absent(key)))
+    }
+
+    /// Looks up many keys; the answers are in the order of `keys`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only.
+    pub fn lookup_many(&self, keys: &[Key]) -> Result<Vec<Lookup<Entry>>> {
+        let mut out: Vec<Option<Lookup<Entry>>> = {
+            let state = self.read_state();
+            keys.iter().map(|k| to_entry(resolve(&state, k))).collect()
+        };
+        if out.iter().any(Option::is_none) {
+            self.refresh()?;
+            let state = self.read_state();
+            for (slot, key) in out.iter_mut().zip(keys) {
+                if slot.is_none() {
+                    *slot = to_entry(resolve(&state, key));
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .zip(keys)
+            .map(|(slot, key)| slot.unwrap_or_else(|| absent(key)))
+            .collect())
+    }
+
+    /// The positions in `keys` of the keys with no usable index entry
+    /// (absent, removed or damaged). Part objects are not checked.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only.
+    pub fn find_missing(&self, keys: &[Key]) -> Result<Vec<usize>> {
+        let present = |state: &State, key: &Key| matches!(resolve(state, key), Resolved::Hit(_));
+        let missing: Vec<usize> = {
+            let state = self.read_state();
+            (0..keys.len())
+                .filter(|&i| !present(&state, &keys[i]))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        self.refresh()?;
+        let state = self.read_state();
+        Ok(missing
+            .into_iter()
+            .filter(|&i| !present(&state, &keys[i]))
+            .collect())
+    }
+
+    /// Looks a key up and checks that every part object exists (without
+    /// reading them): a missing part is a [`MissCause::Dangling`] miss.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only.
+    pub fn probe(&self, store: &Store, key: &Key) -> Result<Lookup<Entry>> {
+        let entry = match self.lookup(key)? {
+            Lookup::Hit(entry) => entry,
+            miss => return Ok(miss),
+        };
+        for part in entry.parts() {
+            if !store.contains_object(&part.id)? {
+                return Ok(dangling(key, part, &store.object_path(&part.id)));
+            }
+        }
+        Ok(Lookup::Hit(entry))
+    }
+
+    /// The verified payload of part `part` of the entry for `key`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only; absent, damaged and dangling entries are misses.
+    pub fn get(&self, store: &Store, key: &Key, part: &str) -> Result<Lookup<Vec<u8>>> {
+        let entry = match self.lookup(key)? {
+            Lookup::Hit(entry) => entry,
+            Lookup::Miss(miss) => return Ok(Lookup::Miss(miss)),
+        };
+        let Some(part_ref) = entry.part(part) else {
+            return Ok(Lookup::miss(
+                MissCause::Absent,
+                format!("the entry for {key} has no part named {part:?}"),
+            ));
+        };
+        Ok(match store.get_object(&part_ref.id) {
+            Ok(object) if object.payload().len() as u64 == part_ref.size => {
+                Lookup::Hit(object.into_payload())
+            }
+            Ok(object) => size_mismatch(key, part_ref, object.payload().len() as u64),
+            Err(e) => object_miss(key, part_ref, e)?,
+        })
+    }
+
+    /// The verified payloads of every part of the entry for `key`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only.
+    pub fn get_all(&self, store: &Store, key: &Key) -> Result<Lookup<Vec<PartBytes>>> {
+        let entry = match self.lookup(key)? {
+            Lookup::Hit(entry) => entry,
+            Lookup::Miss(miss) => return Ok(Lookup::Miss(miss)),
+        };
+        let mut out = Vec::with_capacity(entry.parts().len());
+        for part in entry.parts() {
+            match store.get_object(&part.id) {
+                Ok(object) if object.payload().len() as u64 == part.size => {
+                    out.push((part.clone(), object.into_payload()))
+                }
+                Ok(object) => return Ok(size_mismatch(key, part, object.payload().len() as u64)),
+                Err(e) => return object_miss(key, part, e),
+            }
+        }
+        Ok(Lookup::Hit(out))
+    }
+
+    /// Verifies part `part` of the entry for `key` and writes its payload to
+    /// `out` (nothing is written unless it verified). Memory stays bounded
+    /// for large parts.
+    ///
+    /// # Errors
+    /// [`Error::Io`], including a failed write to `out` (path `(output)`).
+    pub fn write_part(
+        &self,
+        store: &Store,
+        key: &Key,
+        part: &str,
+        out: &mut dyn Write,
+    ) -> Result<Lookup<PartRef>> {
+        let entry = match self.lookup(key)? {
+            Lookup::Hit(entry) => entry,
+            Lookup::Miss(miss) => return Ok(Lookup::Miss(miss)),
+        };
+        let Some(part_ref) = entry.part(part) else {
+            return Ok(Lookup::miss(
+                MissCause::Absent,
+                format!("the entry for {key} has no part named {part:?}"),
+            ));
+        };
+        let info = match store.object_info(&part_ref.id) {
+            Ok(info) => info,
+            Err(e) => return object_miss(key, part_ref, e),
+        };
+        if info.payload_len != part_ref.size {
+            return Ok(size_mismatch(key, part_ref, info.payload_len));
+        }
+        match store.write_payload(&part_ref.id, out) {
+            Ok(_) => Ok(Lookup::Hit(part_ref.clone())),
+            Err(e) => object_miss(key, part_ref, e),
+        }
+    }
+
+    /// Stores each part as an object of `kind`, then publishes the entry.
+    ///
+    /// Putting the entry that is already current appends nothing (its part
+    /// objects' modification times, the store's record of last use, are
+    /// refreshed by the object puts). A different entry replaces it: last
+    /// writer wins.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEntry`] for bad part names; [`Error::Io`].
+    pub fn put(
+        &self,
+        store: &Store,
+        key: &Key,
+        kind: Kind,
+        parts: &[(&str, &[u8])],
+    ) -> Result<PutOutcome> {
+        let mut refs = Vec::with_capacity(parts.len());
+        for (name, bytes) in parts {
+            record::check_part_name(name).map_err(|reason| Error::InvalidEntry { reason })?;
+            let id = store.put_object(kind, &[], bytes)?;
+            refs.push(PartRef {
+                name: (*name).to_string(),
+                id,
+                size: bytes.len() as u64,
+            });
+        }
+        self.publish(key, refs)
+    }
+
+    /// Publishes an entry whose part objects are already in `store`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEntry`] when a part object does not exist or names
+    /// are bad; [`Error::Io`].
+    pub fn put_entry(&self, store: &Store, key: &Key, parts: Vec<PartRef>) -> Result<PutOutcome> {
+        for part in &parts {
+            if !store.contains_object(&part.id)? {
+                return Err(Error::InvalidEntry {
+                    reason: format!(
+                        "part {:?} names object {}, which is not in the store; put it first",
+                        part.name, part.id
+                    ),
+                });
+            }
+        }
+        self.publish(key, parts)
+    }
+
+    fn publish(&self, key: &Key, parts: Vec<PartRef>) -> Result<PutOutcome> {
+        let parts =
+            record::normalize_parts(parts).map_err(|reason| Error::InvalidEntry { reason })?;
+        let body = record::encode_put(&key.hash(), key.encoding(), &parts);
+        let id = record::entry_id(&body[1 + crate::key::KEY_HASH_LEN..], &parts);
+        if let Lookup::Hit(current) = self.lookup(key)?
+            && current.id() == id
+        {
+            return Ok(PutOutcome::Unchanged(id));
+        }
+        self.append(&record::frame(&body))?;
+        Ok(PutOutcome::Written(id))
+    }
+
+    /// Removes the entry for `key` (its part objects stay until gc).
+    /// Returns whether there was one.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn remove(&self, key: &Key) -> Result<bool> {
+        if !self.lookup(key)?.is_hit() {
+            return Ok(false);
+        }
+        self.append(&record::frame(&record::encode_remove(
+            &key.hash(),
+            key.encoding(),
+        )))?;
+        Ok(true)
+    }
+
+    /// Appends a framed record to the current journal (see the rotation
+    /// protocol in the module docs), then compacts if the journal grew past
+    /// the threshold.
+    fn append(&self, framed: &[u8]) -> Result<()> {
+        {
+            let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                {
+                    let state = self.read_state();
+                    if let Some(journal) = &state.journal {
+                        journal.lock_shared()?;
+                        let current = manifest::read(&self.layout);
+                        let appended = match current {
+                            Ok(Some(m)) if m.generation == journal.generation() => {
+                                journal.append(framed).map(|()| true)
+                            }
+                            Ok(_) => Ok(false),
+                            Err(e) => Err(e),
+                        };
+                        journal.unlock();
+                        if appended? {
+                            if self.durability == Durability::Full {
+                                journal.sync()?;
+                            } else {
+                                self.journal_dirty.store(true, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                    }
+                }
+                // No journal yet, or it was rotated: catch up and retry.
+                if manifest::read(&self.layout)?.is_none() {
+                    self.initialize()?;
+                }
+                self.refresh()?;
+            }
+        };
+        // Read our own write back (and whatever others appended before it).
+        let journal_len = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            match state.journal.as_mut() {
+                Some(journal) => {
+                    journal.refresh()?;
+                    journal.len()
+                }
+                None => 0,
+            }
+        };
+        if self.options.auto_compact == AutoCompact::On && journal_len > self.compact_threshold() {
+            self.compact_if_free()?;
+        }
+        Ok(())
+    }
+
+    fn compact_threshold(&self) -> u64 {
+        let segments: u64 = self
+            .read_state()
+            .segments
+            .iter()
+            .map(Segment::file_len)
+            .sum();
+        self.options.compact_min_bytes.max(segments / 4)
+    }
+
+    /// Makes appended records durable (for [`Durability::Batch`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when syncing fails.
+    pub fn flush(&self) -> Result<()> {
+        if self.journal_dirty.swap(false, Ordering::Relaxed) {
+            let state = self.read_state();
+            if let Some(journal) = &state.journal {
+                journal.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates journal 0 and the first manifest, if no manifest exists.
+    fn initialize(&self) -> Result<()> {
+        let lock = self.compact_lock()?;
+        lock.lock().at("lock", &self.layout.index_compact_lock())?;
+        if manifest::read(&self.layout)?.is_none() {
+            self.create_journal(0)?;
+            manifest::write(
+                &self.layout,
+                &Manifest {
+                    generation: 0,
+                    segments: Vec::new(),
+                },
+                self.file_durability(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn compact_lock(&self) -> Result<File> {
+        let path = self.layout.index_compact_lock();
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at("open", &path)
+    }
+
+    fn file_durability(&self) -> Durability {
+        match self.durability {
+            Durability::None => Durability::None,
+            _ => Durability::Full,
+        }
+    }
+
+    fn create_journal(&self, generation: u64) -> Result<()> {
+        let mut temp = publish::temp_file(self.layout.tmp_dir(), "journal-")?;
+        temp.write_all(&journal::header(generation))
+            .at("write", temp.path())?;
+        publish::publish(
+            temp,
+            &self.layout.index_journal(generation),
+            publish::Access::Replaceable,
+            self.file_durability(),
+            &SyncQueue::default(),
+        )
+    }
+
+    /// Merges every live segment and the journal into one new segment,
+    /// starts a new journal and publishes the manifest naming both; then
+    /// unlinks the files it replaced. Waits for a running compaction.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; a bad manifest.
+    pub fn compact(&self) -> Result<CompactReport> {
+        let lock = self.compact_lock()?;
+        lock.lock().at("lock", &self.layout.index_compact_lock())?;
+        let report = self.compact_locked()?;
+        drop(lock);
+        self.refresh()?;
+        Ok(report)
+    }
+
+    fn compact_if_free(&self) -> Result<()> {
+        let lock = self.compact_lock()?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("lock", self.layout.index_compact_lock(), e));
+            }
+        }
+        self.compact_locked()?;
+        drop(lock);
+        self.refresh()
+    }
+
+    fn compact_locked(&self) -> Result<CompactReport> {
+        let layout = &self.layout;
+        let Some(current) = manifest::read(layout)? else {
+            self.create_journal(0)?;
+            let m = Manifest {
+                generation: 0,
+                segments: Vec::new(),
+            };
+            manifest::write(layout, &m, self.file_durability())?;
+            return Ok(CompactReport {
+                generation: 0,
+                entries: 0,
+                merged_segments: 0,
+                journal_records: 0,
+                dropped_damaged: 0,
+                quarantined: Vec::new(),
+            });
+        };
+        let mut quarantined = Vec::new();
+        let mut segments = Vec::new();
+        for &g in &current.segments {
+            let path = layout.index_segment(g);
+            match Segment::open(&path, g, Access::Map) {
+                Ok(seg) => segments.push(seg),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(Error::Io {
+                    action,
+                    path,
+                    source,
+                }) => {
+                    return Err(Error::Io {
+                        action,
+                        path,
+                        source,
+                    });
+                }
+                Err(_) => {
+                    let bad = layout.index_quarantine(&path);
+                    fs::rename(&path, &bad).at("set aside the unreadable segment", &path)?;
+                    quarantined.push(bad);
+                }
+            }
+        }
+        let journal_path = layout.index_journal(current.generation);
+        let mut journal = match Journal::open(&journal_path, current.generation) {
+            Ok(j) => Some(j),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let result = match journal.as_mut() {
+            Some(j) => {
+                j.lock_exclusive()?;
+                // The final read, under the exclusive lock: no append can follow it.
+                let result = j.refresh().and_then(|()| {
+                    if j.header_problem().is_some() {
+                        let bad = layout.index_quarantine(j.path());
+                        fs::copy(j.path(), &bad)
+                            .at("set aside the unreadable journal", j.path())?;
+                        quarantined.push(bad);
+                    }
+                    self.merge_and_publish(&current, &segments, Some(j), quarantined)
+                });
+                j.unlock();
+                result
+            }
+            None => self.merge_and_publish(&current, &segments, None, quarantined),
+        };
+        let report = result?;
+        // The new manifest is published: the old files are no longer named.
+        self.sweep(report.generation);
+        Ok(report)
+    }
+
+    fn merge_and_publish(
+        &self,
+        current: &Manifest,
+        segments: &[Segment],
+        journal: Option<&Journal>,
+        quarantined: Vec<PathBuf>,
+    ) -> Result<CompactReport> {
+        let layout = &self.layout;
+        let mut merged: HashMap<KeyHash, Option<&[u8]>> = HashMap::new();
+        let mut dropped = 0u64;
+        for seg in segments {
+            for (hash, rec) in seg.iter() {
+                match rec.and_then(|body| record::view(body).map(|v| (body, v))) {
+                    Ok((body, view)) if view.key_hash == hash => {
+                        merged.insert(hash, view.parts.map(|_| body));
+                    }
+                    _ => dropped += 1,
+                }
+            }
+        }
+        let mut journal_records = 0;
+        if let Some(j) = journal {
+            journal_records = j.records();
+            for (hash, body) in j.latest() {
+                let put = record::view(body).ok().and_then(|v| v.parts);
+                merged.insert(*hash, put.map(|_| body));
+            }
+        }
+        let mut live: Vec<(KeyHash, &[u8])> = merged
+            .into_iter()
+            .filter_map(|(h, body)| body.map(|b| (h, b)))
+            .collect();
+        live.sort_unstable_by_key(|(hash, _)| *hash);
+        let generation = current.generation + 1;
+        let mut new_segments = Vec::new();
+        if !live.is_empty() {
+            let mut temp = publish::temp_file(layout.tmp_dir(), "seg-")?;
+            let temp_path = temp.path().to_path_buf();
+            segment::write(temp.as_file_mut(), &temp_path, generation, &live)?;
+            publish::publish(
+                temp,
+                &layout.index_segment(generation),
+                publish::Access::ReadOnly,
+                self.file_durability(),
+                &SyncQueue::default(),
+            )?;
+            new_segments.push(generation);
+        }
+        self.create_journal(generation)?;
+        manifest::write(
+            layout,
+            &Manifest {
+                generation,
+                segments: new_segments,
+            },
+            self.file_durability(),
+        )?;
+        Ok(CompactReport {
+            generation,
+            entries: live.len() as u64,
+            merged_segments: segments.len(),
+            journal_records,
+            dropped_damaged: dropped,
+            quarantined,
+        })
+    }
+
+    /// Unlinks segment and journal files the manifest of `generation` does
+    /// not name. Runs under the compaction lock; failures are ignored (a
+    /// later compaction retries).
+    fn sweep(&self, generation: u64) {
+        let Ok(dir) = fs::read_dir(self.layout.index_dir()) else {
+            return;
+        };
+        let keep_segment = self.layout.index_segment(generation);
+        let keep_journal = self.layout.index_journal(generation);
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if Layout::index_file_generation(name).is_some()
+                && path != keep_segment
+                && path != keep_journal
+            {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// Counts entries and describes the files; cheap (no hashing of segments).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the journal cannot be re-read.
+    pub fn stats(&self) -> Result<IndexStats> {
+        self.refresh()?;
+        let state = self.read_state();
+        let mut entries: u64 = 0;
+        if let Some(j) = &state.journal {
+            for (_, body) in j.latest() {
+                if record::view(body).ok().and_then(|v| v.parts).is_some() {
+                    entries += 1;
+                }
+            }
+        }
+        let in_journal = |hash: &KeyHash| state.journal.as_ref().is_some_and(|j| j.contains(hash));
+        if let [only] = &state.segments[..] {
+            entries += only.iter().filter(|(h, _)| !in_journal(h)).count() as u64;
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            for seg in state.segments.iter().rev() {
+                for (hash, _) in seg.iter() {
+                    if !in_journal(&hash) && seen.insert(hash) {
+                        entries += 1;
+                    }
+                }
+            }
+        }
+        let mut problems = state.problems.clone();
+        let (journal_path, journal_bytes, journal_records, torn_tail, skipped) =
+            match &state.journal {
+                Some(j) => {
+                    if let Some(p) = j.header_problem() {
+                        problems.push(IndexProblem {
+                            path: j.path().to_path_buf(),
+                            message: p.to_string(),
+                        });
+                    }
+                    (
+                        j.path().to_path_buf(),
+                        j.len(),
+                        j.records(),
+                        j.unparsed_tail(),
+                        j.skipped().to_vec(),
+                    )
+                }
+                None => (
+                    self.layout.index_journal(state.generation),
+                    0,
+                    0,
+                    None,
+                    Vec::new(),
+                ),
+            };
+        Ok(IndexStats {
+            generation: state.generation,
+            entries,
+            segments: state
+                .segments
+                .iter()
+                .map(|s| SegmentStats {
+                    path: s.path().to_path_buf(),
+                    entries: s.len() as u64,
+                    bytes: s.file_len(),
+                })
+                .collect(),
+            journal_path,
+            journal_bytes,
+            journal_records,
+            torn_tail,
+            skipped,
+            problems,
+        })
+    }
+
+    /// The full check for verify: everything [`Index::stats`] reports, plus
+    /// each segment's whole-file checksum, table order and every record.
+    /// Returns every problem found.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn check(&self) -> Result<Vec<IndexProblem>> {
+        let stats = self.stats()?;
+        let mut problems = stats.problems;
+        let journal = stats.journal_path;
+        if let Some((offset, len)) = stats.torn_tail {
+            problems.push(IndexProblem {
+                path: journal.clone(),
+                message: format!(
+                    "{len} bytes at offset {offset} are not a complete record (torn append)"
+                ),
+            });
+        }
+        for s in stats.skipped {
+            problems.push(IndexProblem {
+                path: journal.clone(),
+                message: format!(
+                    "{} bytes at offset {} skipped: {}",
+                    s.len, s.offset, s.reason
+                ),
+            });
+        }
+        let state = self.read_state();
+        for seg in &state.segments {
+            for message in seg.check() {
+                problems.push(IndexProblem {
+                    path: seg.path().to_path_buf(),
+                    message,
+                });
+            }
+        }
+        Ok(problems)
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+fn load_state(layout: &Layout, access: Access) -> Result<State> {
+    let Some(m) = manifest::read(layout)? else {
+        return Ok(State {
+            generation: 0,
+            segments: Vec::new(),
+            journal: None,
+            problems: Vec::new(),
+        });
+    };
+    let mut problems = Vec::new();
+    let mut segments = Vec::new();
+    for &g in &m.segments {
+        let path = layout.index_segment(g);
+        match Segment::open(&path, g, access) {
+            Ok(seg) => segments.push(seg),
+            Err(e) => problems.push(IndexProblem {
+                path,
+                message: e.to_string(),
+            }),
+        }
+    }
+    let path = layout.index_journal(m.generation);
+    let journal = match Journal::open(&path, m.generation) {
+        Ok(j) => Some(j),
+        Err(e) => {
+            problems.push(IndexProblem {
+                path,
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    Ok(State {
+        generation: m.generation,
+        segments,
+        journal,
+        problems,
+    })
+}
+
+fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
+    let hash = key.hash();
+    let found = state
+        .journal
+        .as_ref()
+        .and_then(|j| j.get(&hash).map(|body| (j.path(), Ok(body))))
+        .or_else(|| {
+            state
+                .segments
+                .iter()
+                .rev()
+                .find_map(|seg| match seg.find(&hash) {
+                    Ok(None) => None,
+                    Ok(Some(body)) => Some((seg.path(), Ok(body))),
+                    Err(reason) => Some((seg.path(), Err(reason))),
+                })
+        });
+    let Some((path, body)) = found else {
+        return Resolved::Absent;
+    };
+    let view = match body.and_then(record::view) {
+        Ok(view) => view,
+        Err(reason) => return Resolved::Damaged(path.to_path_buf(), reason),
+    };
+    if view.key != key.encoding() || view.key_hash != hash {
+        return Resolved::Damaged(
+            path.to_path_buf(),
+            "the record filed under this key hash holds another key".into(),
+        );
+    }
+    match view.parts {
+        Some(_) => Resolved::Hit(view),
+        None => Resolved::Removed,
+    }
+}
+
+/// `None` for an absent key (worth a refresh), else the answer.
+fn to_entry(resolved: Resolved<'_>) -> Option<Lookup<Entry>> {
+    match resolved {
+        Resolved::Absent => None,
+        Resolved::Removed => Some(Lookup::miss(MissCause::Absent, "the entry was removed")),
+        Resolved::Damaged(path, reason) => Some(Lookup::miss(
+            MissCause::Corrupt,
+            format!("index record in {} is damaged: {reason}", path.display()),
+        )),
+        Resolved::Hit(view) => Some(match view.parts.map(record::decode_parts) {
+            Some(Ok(parts)) => Lookup::Hit(Entry::from_view(&view, parts)),
+            _ => Lookup::miss(MissCause::Corrupt, "index record has a bad part table"),
+        }),
+    }
+}
+
+fn absent<T>(key: &Key) -> Lookup<T> {
+    Lookup::miss(MissCause::Absent, format!("no entry for {key}"))
+}
+
+fn dangling<T>(key: &Key, part: &PartRef, path: &Path) -> Lookup<T> {
+    Lookup::miss(
+        MissCause::Dangling,
+        format!(
+            "part {:?} of the entry for {key} names object {}, which is missing (no file at {})",
+            part.name,
+            part.id,
+            path.display()
+        ),
+    )
+}
+
+fn size_mismatch<T>(key: &Key, part: &PartRef, actual: u64) -> Lookup<T> {
+    Lookup::miss(
+        MissCause::Corrupt,
+        format!(
+            "part {:?} of the entry for {key} should be {} bytes, but object {} has {actual}",
+            part.name, part.size, part.id
+        ),
+    )
+}
+
+fn object_miss<T>(key: &Key, part: &PartRef, err: Error) -> Result<Lookup<T>> {
+    match err {
+        Error::NotFound { path, .. } => Ok(dangling(key, part, &path)),
+        Error::Corrupt { .. } => Ok(Lookup::miss(
+            MissCause::Corrupt,
+            format!("part {:?} of the entry for {key}: {err}", part.name),
+        )),
+        other => Err(other),
+    }
+}

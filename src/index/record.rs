@@ -1,0 +1,369 @@
+//! Index records: the framed, checksummed unit that journals and segments
+//! both store, and the entry it carries.
+//!
+//! # Frame (record format version 1)
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     marker "RSR" + record format version (0x01)
+//! 4       4     body length L, u32 LE (at most MAX_BODY_LEN)
+//! 8       8     checksum: the first 8 bytes of BLAKE3(body)
+//! 16      L     body
+//! ```
+//!
+//! # Body
+//!
+//! ```text
+//! size  field
+//! 1     record type: 1 = put entry, 2 = remove entry
+//! 32    key hash (see crate::key)
+//! 4     key length k, u32 LE
+//! k     canonical key encoding
+//! — put only —
+//! 2     part count p, u16 LE, 1..=MAX_PARTS
+//! p ×   part: 1 byte name length m (1..=MAX_PART_NAME_LEN), m bytes UTF-8 name,
+//!             32-byte object id, u64 LE payload size
+//! ```
+//!
+//! Parts are sorted by name, and names are unique. The body must end exactly
+//! after the last part.
+//!
+//! # Entry id
+//!
+//! The id of an entry is the object id a [`Kind::Entry`] object would have
+//! whose links are the part ids (in name order) and whose payload is the
+//! body from the key length to the end: `object::compute_id(Kind::Entry,
+//! part_ids, body[33..])`. Equal entries (same key, same parts) have equal
+//! ids; putting an entry whose id is already current under its key is a
+//! no-op.
+//!
+//! # Invariants
+//! - Nothing in a record is trusted before its checksum matched; decoders
+//!   bounds-check every field and return an error string, never panic.
+
+use crate::id::{ID_LEN, ObjectId};
+use crate::key::{KEY_HASH_LEN, KeyHash, MAX_KEY_LEN};
+use crate::object::{self, Kind};
+
+/// The four bytes every record frame starts with; the last is the version.
+pub const RECORD_MARKER: [u8; 4] = *b"RSR\x01";
+/// Bytes before the body: marker, length, checksum.
+pub const FRAME_HEADER_LEN: usize = 16;
+/// Most parts one entry may have.
+pub const MAX_PARTS: usize = 256;
+/// Longest part name, in bytes.
+pub const MAX_PART_NAME_LEN: usize = 64;
+/// Largest record body.
+pub const MAX_BODY_LEN: usize =
+    1 + KEY_HASH_LEN + 4 + MAX_KEY_LEN + 2 + MAX_PARTS * (1 + MAX_PART_NAME_LEN + ID_LEN + 8);
+
+const OFF_LEN: usize = 4;
+const OFF_SUM: usize = 8;
+const TYPE_PUT: u8 = 1;
+const TYPE_REMOVE: u8 = 2;
+const OFF_KEY_HASH: usize = 1;
+const OFF_KEY_LEN: usize = 1 + KEY_HASH_LEN;
+const OFF_KEY: usize = OFF_KEY_LEN + 4;
+
+/// One named part of an entry: an object and its payload size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartRef {
+    /// The part's name, unique within its entry (`ast`, `cpp`, `meta`, …).
+    pub name: String,
+    /// The object holding the part.
+    pub id: ObjectId,
+    /// The object's payload size in bytes.
+    pub size: u64,
+}
+
+/// Checks a part name: 1 to 64 bytes of UTF-8 without control characters.
+pub fn check_part_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_PART_NAME_LEN {
+        return Err(format!(
+            "part name {name:?} must be 1 to {MAX_PART_NAME_LEN} bytes long"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("part name {name:?} contains a control character"));
+    }
+    Ok(())
+}
+
+/// Sorts parts by name and checks names and count.
+pub fn normalize_parts(mut parts: Vec<PartRef>) -> Result<Vec<PartRef>, String> {
+    if parts.is_empty() || parts.len() > MAX_PARTS {
+        return Err(format!(
+            "an entry has 1 to {MAX_PARTS} parts, not {}",
+            parts.len()
+        ));
+    }
+    for part in &parts {
+        check_part_name(&part.name)?;
+    }
+    parts.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = parts.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!("part name {:?} is given twice", pair[0].name));
+    }
+    Ok(parts)
+}
+
+/// The first 8 bytes of BLAKE3 over a body.
+pub fn checksum(body: &[u8]) -> [u8; 8] {
+    let hash = blake3::hash(body);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&hash.as_bytes()[..8]);
+    out
+}
+
+/// Wraps a body in a frame.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    out.extend_from_slice(&RECORD_MARKER);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&checksum(body));
+    out.extend_from_slice(body);
+    out
+}
+
+/// Encodes a put record's body. `parts` must be normalized.
+pub fn encode_put(key_hash: &KeyHash, key: &[u8], parts: &[PartRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(OFF_KEY + key.len() + 2 + parts.len() * 64);
+    out.push(TYPE_PUT);
+    out.extend_from_slice(key_hash.as_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(parts.len() as u16).to_le_bytes());
+    for part in parts {
+        out.push(part.name.len() as u8);
+        out.extend_from_slice(part.name.as_bytes());
+        out.extend_from_slice(part.id.as_bytes());
+        out.extend_from_slice(&part.size.to_le_bytes());
+    }
+    out
+}
+
+/// Encodes a remove record's body.
+pub fn encode_remove(key_hash: &KeyHash, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(OFF_KEY + key.len());
+    out.push(TYPE_REMOVE);
+    out.extend_from_slice(key_hash.as_bytes());
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// How a frame at some offset looks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameRead<'a> {
+    /// A complete frame whose checksum matches: its body and total length.
+    Good {
+        /// The verified body.
+        body: &'a [u8],
+        /// Frame length including the header.
+        len: usize,
+    },
+    /// The bytes end before the frame does (a torn or in-progress append).
+    Incomplete,
+    /// The bytes are not a valid frame.
+    Bad(String),
+}
+
+/// Reads and verifies the frame at the start of `bytes`.
+pub fn read_frame(bytes: &[u8]) -> FrameRead<'_> {
+    let Some(header) = bytes.get(..FRAME_HEADER_LEN) else {
+        return if RECORD_MARKER.starts_with(&bytes[..bytes.len().min(4)]) {
+            FrameRead::Incomplete
+        } else {
+            FrameRead::Bad("not a record marker".into())
+        };
+    };
+    if header[..4] != RECORD_MARKER {
+        if header[..3] == RECORD_MARKER[..3] {
+            return FrameRead::Bad(format!(
+                "record format version {} is not the supported version {}",
+                header[3], RECORD_MARKER[3]
+            ));
+        }
+        return FrameRead::Bad("not a record marker".into());
+    }
+    let len = u32::from_le_bytes([
+        header[OFF_LEN],
+        header[OFF_LEN + 1],
+        header[OFF_LEN + 2],
+        header[OFF_LEN + 3],
+    ]) as usize;
+    if len > MAX_BODY_LEN {
+        return FrameRead::Bad(format!("record body length {len} is over the limit"));
+    }
+    let Some(body) = bytes.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
+        return FrameRead::Incomplete;
+    };
+    if checksum(body) != header[OFF_SUM..FRAME_HEADER_LEN] {
+        return FrameRead::Bad("record checksum mismatch".into());
+    }
+    FrameRead::Good {
+        body,
+        len: FRAME_HEADER_LEN + len,
+    }
+}
+
+/// A decoded record body, borrowing from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// The key hash the record is filed under.
+    pub key_hash: KeyHash,
+    /// The canonical key encoding.
+    pub key: &'a [u8],
+    /// `None` for a remove record, else the bytes of the part table
+    /// (count included), already checked to decode.
+    pub parts: Option<&'a [u8]>,
+    /// The body from the key length on (for the entry id).
+    pub entry_payload: &'a [u8],
+}
+
+/// Decodes the fixed fields of a verified body and checks the part table.
+pub fn view(body: &[u8]) -> Result<RecordView<'_>, String> {
+    let kind = *body.first().ok_or("empty record body")?;
+    let hash = body
+        .get(OFF_KEY_HASH..OFF_KEY_LEN)
+        .ok_or("record ends inside the key hash")?;
+    let mut key_hash = [0u8; KEY_HASH_LEN];
+    key_hash.copy_from_slice(hash);
+    let key_len = body
+        .get(OFF_KEY_LEN..OFF_KEY)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("record ends inside the key length")?;
+    let key_end = OFF_KEY
+        .checked_add(key_len)
+        .filter(|&e| e <= body.len())
+        .ok_or("record ends inside the key")?;
+    let key = &body[OFF_KEY..key_end];
+    let rest = &body[key_end..];
+    let parts = match kind {
+        TYPE_PUT => {
+            walk_parts(rest, |_, _, _| ())?;
+            Some(rest)
+        }
+        TYPE_REMOVE => {
+            if !rest.is_empty() {
+                return Err("remove record has trailing bytes".into());
+            }
+            None
+        }
+        other => return Err(format!("unknown record type {other}")),
+    };
+    Ok(RecordView {
+        key_hash: KeyHash::from_bytes(key_hash),
+        key,
+        parts,
+        entry_payload: &body[OFF_KEY_LEN..],
+    })
+}
+
+/// Calls `f(name, id, size)` for each part in a part table, checking its structure.
+pub fn walk_parts(table: &[u8], mut f: impl FnMut(&str, ObjectId, u64)) -> Result<usize, String> {
+    let count = table
+        .get(..2)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        .ok_or("record ends inside the part count")?;
+    if count == 0 || count > MAX_PARTS {
+        return Err(format!("part count {count} is out of range"));
+    }
+    let mut pos = 2;
+    let mut previous: Option<&str> = None;
+    for _ in 0..count {
+        let name_len = usize::from(*table.get(pos).ok_or("record ends inside a part")?);
+        pos += 1;
+        let name = table
+            .get(pos..pos + name_len)
+            .ok_or("record ends inside a part name")?;
+        let name = std::str::from_utf8(name).map_err(|_| "part name is not UTF-8")?;
+        check_part_name(name)?;
+        if previous.is_some_and(|p| p >= name) {
+            return Err("part names are not sorted and unique".into());
+        }
+        previous = Some(name);
+        pos += name_len;
+        let fixed = table
+            .get(pos..pos + ID_LEN + 8)
+            .ok_or("record ends inside a part id")?;
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(&fixed[..ID_LEN]);
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&fixed[ID_LEN..]);
+        f(name, ObjectId::from_bytes(id), u64::from_le_bytes(size));
+        pos += ID_LEN + 8;
+    }
+    if pos != table.len() {
+        return Err("record has trailing bytes after its parts".into());
+    }
+    Ok(count)
+}
+
+/// Decodes a checked part table.
+pub fn decode_parts(table: &[u8]) -> Result<Vec<PartRef>, String> {
+    let mut parts = Vec::new();
+    walk_parts(table, |name, id, size| {
+        parts.push(PartRef {
+            name: name.to_string(),
+            id,
+            size,
+        })
+    })?;
+    Ok(parts)
+}
+
+/// The entry id of a put record (see the module docs).
+pub fn entry_id(entry_payload: &[u8], parts: &[PartRef]) -> ObjectId {
+    let links: Vec<ObjectId> = parts.iter().map(|p| p.id).collect();
+    object::compute_id(Kind::Entry, &links, entry_payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_detect_damage() {
+        let parts = normalize_parts(vec![
+            PartRef {
+                name: "meta".into(),
+                id: ObjectId::from_bytes([2; 32]),
+                size: 9,
+            },
+            PartRef {
+                name: "ast".into(),
+                id: ObjectId::from_bytes([1; 32]),
+                size: 5,
+            },
+        ])
+        .unwrap();
+        let hash = KeyHash::from_bytes([7; 32]);
+        let body = encode_put(&hash, b"key", &parts);
+        let framed = frame(&body);
+        let FrameRead::Good { body: got, len } = read_frame(&framed) else {
+            panic!("frame did not read back")
+        };
+        assert_eq!(len, framed.len());
+        let v = view(got).unwrap();
+        assert_eq!(v.key, b"key");
+        assert_eq!(decode_parts(v.parts.unwrap()).unwrap(), parts);
+        assert_eq!(
+            read_frame(&framed[..framed.len() - 1]),
+            FrameRead::Incomplete
+        );
+        for i in 0..framed.len() {
+            let mut bad = framed.clone();
+            bad[i] ^= 1;
+            assert!(
+                !matches!(read_frame(&bad), FrameRead::Good { body: b, .. } if b == got),
+                "flip at {i} went unnoticed"
+            );
+        }
+        assert!(
+            normalize_parts(vec![parts[0].clone(), parts[0].clone()])
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+}

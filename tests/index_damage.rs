@@ -1,0 +1,238 @@
+//! Damaged index files: the store opens, the damage is reported, and no
+//! lookup ever returns a wrong value.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rask_store::index::{IndexOptions, MissCause};
+use rask_store::{Component, Durability, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(
+        dir.path().join("cache"),
+        StoreOptions::with_durability(Durability::None),
+    )
+    .unwrap();
+    (dir, store)
+}
+
+fn key(n: u64) -> Key {
+    Key::new(
+        Namespace::new("dmg").unwrap(),
+        vec![Component::str("fn"), Component::U64(n)],
+    )
+    .unwrap()
+}
+
+fn value(n: u64) -> Vec<u8> {
+    format!("value {n}").into_bytes()
+}
+
+fn put_range(index: &Index, store: &Store, range: std::ops::Range<u64>) {
+    for n in range {
+        index
+            .put(store, &key(n), Kind::Blob, &[("v", &value(n))])
+            .unwrap();
+    }
+}
+
+/// Every key is either its own value or a miss: never another value.
+fn assert_never_wrong(index: &Index, store: &Store, range: std::ops::Range<u64>) -> usize {
+    let mut hits = 0;
+    for n in range {
+        match index.get(store, &key(n), "v").unwrap() {
+            Lookup::Hit(v) => {
+                assert_eq!(v, value(n), "key {n} returned a wrong value");
+                hits += 1;
+            }
+            Lookup::Miss(_) => {}
+        }
+    }
+    hits
+}
+
+fn journal_path(store: &Store) -> PathBuf {
+    let index = Index::open(store).unwrap();
+    index.stats().unwrap().journal_path
+}
+
+fn segment_path(store: &Store) -> PathBuf {
+    let index = Index::open(store).unwrap();
+    index.stats().unwrap().segments[0].path.clone()
+}
+
+fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).unwrap();
+    f(&mut bytes);
+    // Published index files are read-only; damage arrives from outside.
+    fs::remove_file(path).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_torn_journal_tail_is_ignored_reported_and_appended_past() {
+    let (_dir, store) = store();
+    put_range(&Index::open(&store).unwrap(), &store, 0..5);
+    let journal = journal_path(&store);
+    let len = fs::metadata(&journal).unwrap().len();
+    let file = fs::OpenOptions::new().write(true).open(&journal).unwrap();
+    file.set_len(len - 7).unwrap();
+    drop(file);
+
+    let index = Index::open(&store).unwrap();
+    assert_eq!(assert_never_wrong(&index, &store, 0..5), 4);
+    assert_eq!(
+        index.lookup(&key(4)).unwrap().miss_cause(),
+        Some(MissCause::Absent)
+    );
+    let stats = index.stats().unwrap();
+    assert!(stats.torn_tail.is_some(), "{stats:?}");
+    assert_eq!(stats.entries, 4);
+    assert!(!index.check().unwrap().is_empty());
+
+    // New appends land after the torn bytes and are still found, from a
+    // fresh open too.
+    put_range(&index, &store, 5..8);
+    assert_eq!(assert_never_wrong(&index, &store, 0..8), 7);
+    let index = Index::open(&store).unwrap();
+    assert_eq!(assert_never_wrong(&index, &store, 0..8), 7);
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.skipped.len(), 1, "{stats:?}");
+    index.compact().unwrap();
+    assert_eq!(assert_never_wrong(&index, &store, 0..8), 7);
+    assert!(index.check().unwrap().is_empty());
+}
+
+#[test]
+fn garbage_appended_to_the_journal_is_skipped_and_reported() {
+    let (_dir, store) = store();
+    put_range(&Index::open(&store).unwrap(), &store, 0..5);
+    let journal = journal_path(&store);
+    let mut file = fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    // Garbage, including a plausible record marker with a bad checksum.
+    file.write_all(&[0xab; 100]).unwrap();
+    file.write_all(b"RSR\x01\x10\x00\x00\x00").unwrap();
+    file.write_all(&[0x5a; 40]).unwrap();
+    drop(file);
+
+    let index = Index::open(&store).unwrap();
+    assert_eq!(assert_never_wrong(&index, &store, 0..5), 5);
+    let problems = index.check().unwrap();
+    assert!(!problems.is_empty());
+    put_range(&index, &store, 5..10);
+    let index = Index::open(&store).unwrap();
+    assert_eq!(assert_never_wrong(&index, &store, 0..10), 10);
+    assert!(!index.stats().unwrap().skipped.is_empty());
+}
+
+#[test]
+fn a_truncated_segment_is_reported_and_its_entries_miss() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    put_range(&index, &store, 0..20);
+    index.compact().unwrap();
+    put_range(&index, &store, 20..25);
+    drop(index);
+    let segment = segment_path(&store);
+    rewrite(&segment, |b| b.truncate(b.len() - 40));
+
+    let index = Index::open(&store).unwrap();
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.problems.len(), 1, "{stats:?}");
+    assert!(stats.problems[0].message.contains("truncated"), "{stats:?}");
+    // Journal entries still answer; the segment's read as misses.
+    assert_eq!(assert_never_wrong(&index, &store, 0..25), 5);
+
+    // Compaction sets the unreadable segment aside rather than deleting it.
+    let report = index.compact().unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    assert!(report.quarantined[0].exists());
+    assert!(index.stats().unwrap().problems.is_empty());
+    assert_eq!(assert_never_wrong(&index, &store, 0..25), 5);
+}
+
+#[test]
+fn a_segment_from_an_unknown_version_is_refused_with_a_message() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    put_range(&index, &store, 0..10);
+    index.compact().unwrap();
+    drop(index);
+    let segment = segment_path(&store);
+    rewrite(&segment, |b| b[4] = 9);
+
+    let index = Index::open(&store).unwrap();
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.problems.len(), 1);
+    assert!(
+        stats.problems[0].message.contains("version 9"),
+        "{:?}",
+        stats.problems
+    );
+    assert_eq!(assert_never_wrong(&index, &store, 0..10), 0);
+    // The index still takes new entries.
+    put_range(&index, &store, 10..12);
+    assert_eq!(assert_never_wrong(&index, &store, 0..12), 2);
+}
+
+#[test]
+fn no_single_bit_flip_in_a_segment_yields_a_wrong_value() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    put_range(&index, &store, 0..12);
+    index.compact().unwrap();
+    drop(index);
+    let segment = segment_path(&store);
+    let good = fs::read(&segment).unwrap();
+    let mut corrupt_misses = 0;
+    for (i, bit) in (0..good.len()).step_by(3).zip((0..8).cycle()) {
+        rewrite(&segment, |b| {
+            b.clone_from(&good);
+            b[i] ^= 1 << bit;
+        });
+        for access in [
+            rask_store::index::Access::Map,
+            rask_store::index::Access::Read,
+        ] {
+            let index =
+                Index::open_with(&store, IndexOptions::default().with_access(access)).unwrap();
+            assert_never_wrong(&index, &store, 0..12);
+            for n in 0..12 {
+                if index.lookup(&key(n)).unwrap().miss_cause() == Some(MissCause::Corrupt) {
+                    corrupt_misses += 1;
+                }
+            }
+            // The full check notices every flip (the whole-file checksum).
+            assert!(
+                !index.check().unwrap().is_empty(),
+                "flip at byte {i} unnoticed"
+            );
+        }
+    }
+    assert!(corrupt_misses > 0, "no flip was reported as a corrupt miss");
+}
+
+#[test]
+fn a_journal_with_a_bad_header_is_reported_and_replaced_by_compaction() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    put_range(&index, &store, 0..3);
+    drop(index);
+    let journal = journal_path(&store);
+    rewrite(&journal, |b| b[4] = 7);
+
+    let index = Index::open(&store).unwrap();
+    assert!(!index.stats().unwrap().problems.is_empty());
+    assert_eq!(assert_never_wrong(&index, &store, 0..3), 0);
+    let err = index
+        .put(&store, &key(3), Kind::Blob, &[("v", &value(3))])
+        .unwrap_err();
+    assert!(err.to_string().contains("index compact"), "{err}");
+    let report = index.compact().unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    put_range(&index, &store, 3..4);
+    assert_eq!(assert_never_wrong(&index, &store, 0..4), 1);
+    assert!(index.stats().unwrap().problems.is_empty());
+}

@@ -1,0 +1,321 @@
+//! Keyed entries through the public API: put, replace, lookup, get, remove,
+//! compaction, reopening, and a seeded random model check.
+
+use std::collections::BTreeMap;
+
+use rask_store::index::{AutoCompact, IndexOptions, MissCause, PutOutcome};
+use rask_store::{Component, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    (dir, store)
+}
+
+fn key(ns: &str, n: u64) -> Key {
+    Key::new(
+        Namespace::new(ns).unwrap(),
+        vec![
+            Component::str("std"),
+            Component::str("sort"),
+            Component::List(vec![Component::str("i32")]),
+            Component::U64(n),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_put_entry_is_found_with_all_its_parts_after_reopening() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let k = key("rask-1", 1);
+    let outcome = index
+        .put(
+            &store,
+            &k,
+            Kind::Blob,
+            &[("cpp", b"int f();"), ("expr", b"(f)"), ("meta", b"{}")],
+        )
+        .unwrap();
+    assert!(matches!(outcome, PutOutcome::Written(_)));
+    drop(index);
+
+    let index = Index::open(&store).unwrap();
+    let entry = index.lookup(&k).unwrap().hit().expect("entry after reopen");
+    assert_eq!(entry.id(), outcome.entry_id());
+    let names: Vec<&str> = entry.parts().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["cpp", "expr", "meta"]);
+    assert_eq!(entry.key().unwrap(), k);
+    assert_eq!(
+        index.get(&store, &k, "expr").unwrap().hit().unwrap(),
+        b"(f)"
+    );
+    let all = index.get_all(&store, &k).unwrap().hit().unwrap();
+    assert_eq!(all[0].1, b"int f();");
+    let miss = index.get(&store, &k, "obj").unwrap();
+    assert_eq!(miss.miss_cause(), Some(MissCause::Absent));
+}
+
+#[test]
+fn the_same_value_is_a_no_op_and_a_different_value_replaces() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let k = key("rask-1", 2);
+    let first = index.put(&store, &k, Kind::Memo, &[("v", b"1")]).unwrap();
+    let again = index.put(&store, &k, Kind::Memo, &[("v", b"1")]).unwrap();
+    assert_eq!(again, PutOutcome::Unchanged(first.entry_id()));
+    let records = index.stats().unwrap().journal_records;
+    assert_eq!(records, 1, "a no-op put appended a record");
+
+    let second = index.put(&store, &k, Kind::Memo, &[("v", b"2")]).unwrap();
+    assert!(matches!(second, PutOutcome::Written(_)));
+    assert_ne!(second.entry_id(), first.entry_id());
+    assert_eq!(index.get(&store, &k, "v").unwrap().hit().unwrap(), b"2");
+    assert_eq!(index.stats().unwrap().entries, 1);
+}
+
+#[test]
+fn namespaces_and_keys_do_not_collide() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    index
+        .put(
+            &store,
+            &key("rask-debug", 1),
+            Kind::Blob,
+            &[("v", b"debug")],
+        )
+        .unwrap();
+    index
+        .put(
+            &store,
+            &key("rask-release", 1),
+            Kind::Blob,
+            &[("v", b"release")],
+        )
+        .unwrap();
+    let got = |ns| index.get(&store, &key(ns, 1), "v").unwrap().hit().unwrap();
+    assert_eq!(got("rask-debug"), b"debug");
+    assert_eq!(got("rask-release"), b"release");
+    assert_eq!(
+        index.lookup(&key("rask-debug", 2)).unwrap().miss_cause(),
+        Some(MissCause::Absent)
+    );
+}
+
+#[test]
+fn a_deleted_part_object_reads_as_a_dangling_miss() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let k = key("rask-1", 3);
+    index
+        .put(&store, &k, Kind::Instance, &[("ast", b"fn f() {}")])
+        .unwrap();
+    let entry = index.lookup(&k).unwrap().hit().unwrap();
+    let path = store.object_path(&entry.parts()[0].id);
+    std::fs::remove_file(&path).unwrap();
+
+    let miss = index.get(&store, &k, "ast").unwrap();
+    assert_eq!(miss.miss_cause(), Some(MissCause::Dangling), "{miss:?}");
+    assert_eq!(
+        index.probe(&store, &k).unwrap().miss_cause(),
+        Some(MissCause::Dangling)
+    );
+    // The cheap index-only lookup still sees the record.
+    assert!(index.lookup(&k).unwrap().is_hit());
+}
+
+#[test]
+fn a_damaged_part_object_reads_as_a_corrupt_miss() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let k = key("rask-1", 4);
+    index
+        .put(&store, &k, Kind::Instance, &[("ast", b"fn g() {}")])
+        .unwrap();
+    let entry = index.lookup(&k).unwrap().hit().unwrap();
+    let path = store.object_path(&entry.parts()[0].id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let miss = index.get(&store, &k, "ast").unwrap();
+    assert_eq!(miss.miss_cause(), Some(MissCause::Corrupt), "{miss:?}");
+}
+
+#[test]
+fn removed_entries_stay_removed_through_compaction() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    for n in 0..10 {
+        index
+            .put(
+                &store,
+                &key("ns", n),
+                Kind::Blob,
+                &[("v", &n.to_le_bytes())],
+            )
+            .unwrap();
+    }
+    index.compact().unwrap();
+    assert!(index.remove(&key("ns", 3)).unwrap());
+    assert!(!index.remove(&key("ns", 3)).unwrap());
+    assert!(!index.lookup(&key("ns", 3)).unwrap().is_hit());
+    let report = index.compact().unwrap();
+    assert_eq!(report.entries, 9);
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.entries, 9);
+    assert_eq!(stats.segments.len(), 1);
+    assert_eq!(stats.journal_records, 0);
+    assert!(!index.lookup(&key("ns", 3)).unwrap().is_hit());
+    assert!(index.lookup(&key("ns", 4)).unwrap().is_hit());
+    // Only the live files remain.
+    let mut names: Vec<String> = std::fs::read_dir(store.layout().index_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "compact.lock",
+            "journal-0000000000000002.rsj",
+            "manifest",
+            "seg-0000000000000002.rsx"
+        ]
+    );
+}
+
+#[test]
+fn batch_lookups_answer_in_key_order() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    for n in (0..100).step_by(2) {
+        index
+            .put(
+                &store,
+                &key("ns", n),
+                Kind::Blob,
+                &[("v", &n.to_le_bytes())],
+            )
+            .unwrap();
+    }
+    index.compact().unwrap();
+    index
+        .put(&store, &key("ns", 1), Kind::Blob, &[("v", b"journal")])
+        .unwrap();
+    let keys: Vec<Key> = (0..100).map(|n| key("ns", n)).collect();
+    let missing = index.find_missing(&keys).unwrap();
+    let expected: Vec<usize> = (3..100).step_by(2).collect();
+    assert_eq!(missing, expected);
+    let found = index.lookup_many(&keys).unwrap();
+    assert!(found[0].is_hit() && found[1].is_hit() && !found[3].is_hit());
+}
+
+/// xorshift64*: a small, seeded generator; the seed is printed on failure.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn random_operations_match_a_model() {
+    for seed in [1u64, 0xdead_beef, 42, 7_777_777] {
+        run_model(seed);
+    }
+}
+
+fn run_model(seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(
+        dir.path().join("cache"),
+        StoreOptions::with_durability(rask_store::Durability::None),
+    )
+    .unwrap();
+    let options = IndexOptions::default().with_compact_min_bytes(4 << 10);
+    let mut index = Index::open_with(&store, options).unwrap();
+    let mut model: BTreeMap<u64, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    let mut rng = Rng(seed);
+    for step in 0..1500 {
+        let k = rng.below(120);
+        match rng.below(100) {
+            0..=49 => {
+                let parts = 1 + rng.below(3);
+                let value: Vec<(String, Vec<u8>)> = (0..parts)
+                    .map(|p| {
+                        let len = rng.below(40) as usize;
+                        let byte = rng.below(4) as u8;
+                        (format!("p{p}"), vec![byte; len])
+                    })
+                    .collect();
+                let refs: Vec<(&str, &[u8])> =
+                    value.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+                index.put(&store, &key("m", k), Kind::Blob, &refs).unwrap();
+                model.insert(k, value);
+            }
+            50..=59 => {
+                let removed = index.remove(&key("m", k)).unwrap();
+                assert_eq!(
+                    removed,
+                    model.remove(&k).is_some(),
+                    "seed {seed} step {step}"
+                );
+            }
+            60..=89 => {
+                let got = index.get_all(&store, &key("m", k)).unwrap();
+                match (model.get(&k), got) {
+                    (Some(want), Lookup::Hit(parts)) => {
+                        let got: Vec<(String, Vec<u8>)> =
+                            parts.into_iter().map(|(p, b)| (p.name, b)).collect();
+                        assert_eq!(&got, want, "seed {seed} step {step} key {k}");
+                    }
+                    (None, Lookup::Miss(m)) => assert_eq!(m.cause, MissCause::Absent),
+                    (want, got) => panic!("seed {seed} step {step} key {k}: {want:?} vs {got:?}"),
+                }
+            }
+            90..=94 => {
+                index.compact().unwrap();
+            }
+            _ => {
+                drop(index);
+                let access = if rng.below(2) == 0 {
+                    rask_store::index::Access::Map
+                } else {
+                    rask_store::index::Access::Read
+                };
+                let auto = if rng.below(2) == 0 {
+                    AutoCompact::On
+                } else {
+                    AutoCompact::Off
+                };
+                let options = options.with_access(access).with_auto_compact(auto);
+                index = Index::open_with(&store, options).unwrap();
+            }
+        }
+    }
+    let keys: Vec<Key> = (0..120).map(|k| key("m", k)).collect();
+    let missing = index.find_missing(&keys).unwrap();
+    let expected: Vec<usize> = (0..120)
+        .filter(|k| !model.contains_key(k))
+        .map(|k| k as usize)
+        .collect();
+    assert_eq!(missing, expected, "seed {seed}");
+    assert_eq!(
+        index.stats().unwrap().entries,
+        model.len() as u64,
+        "seed {seed}"
+    );
+    assert!(index.check().unwrap().is_empty(), "seed {seed}");
+}
