@@ -6,11 +6,21 @@
 //!   format              format stamp (see crate::stamp)
 //!   objects/ab/cdef…    objects: first 2 hex digits of the id, then the other 62
 //!   tmp/                temp files on their way to being published
+//!   refs/<ns>/<pkg>     a package's current metadata root (see crate::refs)
+//!   refs/<ns>/.<pkg>.lock  the lock of that ref while it is being updated
+//!   logs/<ns>/<pkg>     the ref's reflog
+//!   locks/gc.lock       the store-wide writers/gc lock (see crate::lock)
+//!   locks/txn/<name>    records of multi-ref transactions in flight
+//!   pins/<pid>-<n>      ids pinned by running builds
 //! ```
+//!
+//! Namespace and package names never start with `.` (see crate::name), so
+//! a dot-file next to refs (`.<pkg>.lock`) can never be mistaken for one.
 
 use std::path::{Path, PathBuf};
 
 use crate::id::{ID_HEX_LEN, ObjectId};
+use crate::name::{Namespace, PackageName};
 
 /// Name of the format stamp file at the store root.
 pub const STAMP_FILE: &str = "format";
@@ -18,6 +28,20 @@ pub const STAMP_FILE: &str = "format";
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the temp directory.
 pub const TMP_DIR: &str = "tmp";
+/// Name of the refs directory.
+pub const REFS_DIR: &str = "refs";
+/// Name of the reflogs directory.
+pub const LOGS_DIR: &str = "logs";
+/// Name of the lock directory.
+pub const LOCKS_DIR: &str = "locks";
+/// Name of the store-wide writers/gc lock file inside [`LOCKS_DIR`].
+pub const GC_LOCK_FILE: &str = "gc.lock";
+/// Name of the directory of transaction records inside [`LOCKS_DIR`].
+pub const TXN_DIR: &str = "txn";
+/// Name of the pins directory.
+pub const PINS_DIR: &str = "pins";
+/// Suffix of a ref's lock file (`.<pkg>.lock`).
+pub const REF_LOCK_SUFFIX: &str = ".lock";
 
 /// The paths of one store.
 #[derive(Clone, Debug)]
@@ -69,6 +93,55 @@ impl Layout {
     /// The directory that holds temp files.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
+    }
+
+    /// The refs directory.
+    pub fn refs_dir(&self) -> PathBuf {
+        self.root.join(REFS_DIR)
+    }
+
+    /// The directory holding the refs of namespace `ns`.
+    pub fn ref_namespace_dir(&self, ns: &Namespace) -> PathBuf {
+        self.refs_dir().join(ns.as_str())
+    }
+
+    /// The ref of package `pkg` in namespace `ns`.
+    pub fn ref_path(&self, ns: &Namespace, pkg: &PackageName) -> PathBuf {
+        self.ref_namespace_dir(ns).join(pkg.as_str())
+    }
+
+    /// The lock file of the ref of `pkg` in `ns`: `.<pkg>.lock` beside it.
+    pub fn ref_lock_path(&self, ns: &Namespace, pkg: &PackageName) -> PathBuf {
+        self.ref_namespace_dir(ns)
+            .join(format!(".{}{REF_LOCK_SUFFIX}", pkg.as_str()))
+    }
+
+    /// The reflog of package `pkg` in namespace `ns`.
+    pub fn reflog_path(&self, ns: &Namespace, pkg: &PackageName) -> PathBuf {
+        let mut path = self.root.join(LOGS_DIR);
+        path.push(ns.as_str());
+        path.push(pkg.as_str());
+        path
+    }
+
+    /// The lock directory.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join(LOCKS_DIR)
+    }
+
+    /// The store-wide writers/gc lock file.
+    pub fn gc_lock_path(&self) -> PathBuf {
+        self.locks_dir().join(GC_LOCK_FILE)
+    }
+
+    /// The directory of multi-ref transaction records.
+    pub fn txn_dir(&self) -> PathBuf {
+        self.locks_dir().join(TXN_DIR)
+    }
+
+    /// The pins directory.
+    pub fn pins_dir(&self) -> PathBuf {
+        self.root.join(PINS_DIR)
     }
 
     /// The id an object file name under a fanout directory stands for, if it is one.

@@ -36,15 +36,19 @@
 pub mod error;
 pub mod id;
 pub mod layout;
+pub mod lock;
 pub mod name;
 pub mod object;
 pub mod publish;
+pub mod refs;
 pub mod stamp;
 pub mod store;
 
 pub use error::{Error, Result};
 pub use id::{IdSpec, ObjectId};
+pub use lock::{PinFile, PinGuard, PinState, Wait};
 pub use name::{Namespace, PackageName};
 pub use object::{Kind, Object};
 pub use publish::Durability;
+pub use refs::{Expect, RefUpdate, Reflog, ReflogEntry};
 pub use store::{ObjectInfo, Store, StoreOptions};

@@ -9,6 +9,7 @@ mod get;
 mod init;
 mod json;
 mod put;
+mod refs;
 mod show;
 
 use std::io::{self, Write};
@@ -67,6 +68,8 @@ enum Command {
     Show(show::Args),
     /// Check that objects exist; print the missing ones and exit 1 if any are
     Exists(exists::Args),
+    /// Read and update per-package refs (compare-and-swap), list them, show their reflogs
+    Ref(refs::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -188,6 +191,7 @@ pub fn main() -> ExitCode {
         Command::Get(args) => get::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
         Command::Exists(args) => exists::run(&ctx, args),
+        Command::Ref(args) => refs::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
