@@ -109,6 +109,18 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    /// An operating-system call failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done, as a verb phrase ("read object", "create directory").
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
     /// A ref compare-and-swap lost: the ref did not hold the expected value.
     ///
     /// Nothing was changed. Re-read the ref and decide again.
@@ -137,18 +149,6 @@ pub enum Error {
     InvalidRequest {
         /// What is wrong with it.
         reason: String,
-    },
-
-    /// An operating-system call failed.
-    #[error("could not {action} {path}: {source}")]
-    Io {
-        /// What was being done, as a verb phrase ("read object", "create directory").
-        action: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
     },
 }
 

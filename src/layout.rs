@@ -6,16 +6,21 @@
 //!   format              format stamp (see crate::stamp)
 //!   objects/ab/cdef…    objects: first 2 hex digits of the id, then the other 62
 //!   tmp/                temp files on their way to being published
-//!   refs/<ns>/<pkg>     a package's current metadata root (see crate::refs)
-//!   refs/<ns>/.<pkg>.lock  the lock of that ref while it is being updated
-//!   logs/<ns>/<pkg>     the ref's reflog
-//!   locks/gc.lock       the store-wide writers/gc lock (see crate::lock)
-//!   locks/txn/<name>    records of multi-ref transactions in flight
-//!   pins/<pid>-<n>      ids pinned by running builds
+//! ```
+//!
+//! Refs, locks and pins (see crate::refs and crate::lock):
+//!
+//! ```text
+//!   refs/<ns>/<pkg>         a package's current metadata root
+//!   refs/<ns>/.<pkg>.lock   that ref's lock, while it is being updated
+//!   logs/<ns>/<pkg>         the ref's reflog
+//!   locks/gc.lock           the store-wide writers/gc lock
+//!   locks/txn/<name>        records of multi-ref transactions in flight
+//!   pins/<pid>-<hex>-<n>    ids pinned by running builds
 //! ```
 //!
 //! Namespace and package names never start with `.` (see crate::name), so
-//! a dot-file next to refs (`.<pkg>.lock`) can never be mistaken for one.
+//! a dot-file beside the refs (`.<pkg>.lock`) can never be mistaken for one.
 
 use std::path::{Path, PathBuf};
 
@@ -28,20 +33,6 @@ pub const STAMP_FILE: &str = "format";
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the temp directory.
 pub const TMP_DIR: &str = "tmp";
-/// Name of the refs directory.
-pub const REFS_DIR: &str = "refs";
-/// Name of the reflogs directory.
-pub const LOGS_DIR: &str = "logs";
-/// Name of the lock directory.
-pub const LOCKS_DIR: &str = "locks";
-/// Name of the store-wide writers/gc lock file inside [`LOCKS_DIR`].
-pub const GC_LOCK_FILE: &str = "gc.lock";
-/// Name of the directory of transaction records inside [`LOCKS_DIR`].
-pub const TXN_DIR: &str = "txn";
-/// Name of the pins directory.
-pub const PINS_DIR: &str = "pins";
-/// Suffix of a ref's lock file (`.<pkg>.lock`).
-pub const REF_LOCK_SUFFIX: &str = ".lock";
 
 /// The paths of one store.
 #[derive(Clone, Debug)]
@@ -95,6 +86,38 @@ impl Layout {
         &self.tmp
     }
 
+    /// The id an object file name under a fanout directory stands for, if it is one.
+    pub fn id_from_object_name(fanout: &str, name: &str) -> Option<ObjectId> {
+        if fanout.len() != 2 || name.len() != ID_HEX_LEN - 2 {
+            return None;
+        }
+        let mut hex = String::with_capacity(ID_HEX_LEN);
+        hex.push_str(fanout);
+        hex.push_str(name);
+        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        ObjectId::from_hex(&hex).ok()
+    }
+}
+
+/// Name of the refs directory.
+pub const REFS_DIR: &str = "refs";
+/// Name of the reflogs directory.
+pub const LOGS_DIR: &str = "logs";
+/// Name of the lock directory.
+pub const LOCKS_DIR: &str = "locks";
+/// Name of the store-wide writers/gc lock file inside [`LOCKS_DIR`].
+pub const GC_LOCK_FILE: &str = "gc.lock";
+/// Name of the directory of transaction records inside [`LOCKS_DIR`].
+pub const TXN_DIR: &str = "txn";
+/// Name of the pins directory.
+pub const PINS_DIR: &str = "pins";
+/// Suffix of a ref's lock file (`.<pkg>.lock`).
+pub const REF_LOCK_SUFFIX: &str = ".lock";
+
+/// Paths of refs, reflogs, locks and pins.
+impl Layout {
     /// The refs directory.
     pub fn refs_dir(&self) -> PathBuf {
         self.root.join(REFS_DIR)
@@ -142,20 +165,6 @@ impl Layout {
     /// The pins directory.
     pub fn pins_dir(&self) -> PathBuf {
         self.root.join(PINS_DIR)
-    }
-
-    /// The id an object file name under a fanout directory stands for, if it is one.
-    pub fn id_from_object_name(fanout: &str, name: &str) -> Option<ObjectId> {
-        if fanout.len() != 2 || name.len() != ID_HEX_LEN - 2 {
-            return None;
-        }
-        let mut hex = String::with_capacity(ID_HEX_LEN);
-        hex.push_str(fanout);
-        hex.push_str(name);
-        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
-            return None;
-        }
-        ObjectId::from_hex(&hex).ok()
     }
 }
 

@@ -597,10 +597,19 @@ impl RefContext<'_> {
             )?);
         }
         let mut olds = vec![None; updates.len()];
+        let mut damaged = vec![false; updates.len()];
         for &i in &order {
             let update = &updates[i];
             let path = self.layout.ref_path(&update.namespace, &update.package);
-            let current = read_ref_file(&path, &update.name())?;
+            let current = match read_ref_file(&path, &update.name()) {
+                // An unconditional update may replace a damaged ref; its
+                // reflog line records the old value as absent.
+                Err(Error::Corrupt { .. }) if update.expect == Expect::Any => {
+                    damaged[i] = true;
+                    None
+                }
+                other => other?,
+            };
             if !update.expect.allows(current) {
                 return Err(Error::Conflict {
                     reference: update.name(),
@@ -619,16 +628,21 @@ impl RefContext<'_> {
         };
         for &i in &order {
             let update = &updates[i];
-            if olds[i].is_none() && update.new.is_none() {
+            if olds[i].is_none() && update.new.is_none() && !damaged[i] {
                 // Deleting what is not there: nothing to do or to log.
                 continue;
             }
+            let note = if damaged[i] {
+                format!("{message} (replaced a corrupt ref)")
+            } else {
+                message.clone()
+            };
             self.apply(
                 &update.namespace,
                 &update.package,
                 olds[i],
                 update.new,
-                &message,
+                &note,
             )?;
         }
         if let Some((path, file)) = record {

@@ -74,9 +74,9 @@ pub struct ObjectInfo {
 #[derive(Debug)]
 pub struct Store {
     layout: Layout,
+    writer_lock: WriterLock,
     options: StoreOptions,
     sync_queue: SyncQueue,
-    writer_lock: WriterLock,
 }
 
 enum Existing {
@@ -122,15 +122,10 @@ impl Store {
     fn with_layout(layout: Layout, options: StoreOptions) -> Store {
         Store {
             layout,
+            writer_lock: WriterLock::default(),
             options,
             sync_queue: SyncQueue::default(),
-            writer_lock: WriterLock::default(),
         }
-    }
-
-    /// The store's paths.
-    pub(crate) fn layout(&self) -> &Layout {
-        &self.layout
     }
 
     /// Files published under [`Durability::Batch`] and not yet synced.
@@ -147,6 +142,10 @@ impl Store {
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         self.layout.root()
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The options the store was opened with.
@@ -257,10 +256,10 @@ impl Store {
         };
         temp.seek(SeekFrom::Start(0)).at("seek in", temp.path())?;
         temp.write_all(&header.encode()).at("write", temp.path())?;
-        let id = object::object_id(kind, links, payload_len, &hasher.finalize());
-        let path = self.layout.object_path(&id);
         // Not held while streaming: gc waits only for the check and the rename.
         let _writing = self.writing()?;
+        let id = object::object_id(kind, links, payload_len, &hasher.finalize());
+        let path = self.layout.object_path(&id);
         if let Existing::Good = self.check_existing(&id, &path, &header)? {
             return Ok(id);
         }

@@ -66,10 +66,10 @@ enum Command {
     Get(get::Args),
     /// Describe an object: kind, payload size, links, path on disk
     Show(show::Args),
-    /// Check that objects exist; print the missing ones and exit 1 if any are
-    Exists(exists::Args),
     /// Read and update per-package refs (compare-and-swap), list them, show their reflogs
     Ref(refs::Args),
+    /// Check that objects exist; print the missing ones and exit 1 if any are
+    Exists(exists::Args),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -190,8 +190,8 @@ pub fn main() -> ExitCode {
         Command::Put(args) => put::run(&ctx, args),
         Command::Get(args) => get::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
-        Command::Exists(args) => exists::run(&ctx, args),
         Command::Ref(args) => refs::run(&ctx, args),
+        Command::Exists(args) => exists::run(&ctx, args),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
