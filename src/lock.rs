@@ -423,8 +423,8 @@ pub(crate) struct Backoff {
     seed: u64,
 }
 
-const BACKOFF_FIRST: Duration = Duration::from_micros(500);
-const BACKOFF_MAX: Duration = Duration::from_millis(50);
+const BACKOFF_FIRST: Duration = Duration::from_micros(100);
+const BACKOFF_MAX: Duration = Duration::from_millis(5);
 
 impl Backoff {
     pub(crate) fn new(limit: Duration) -> Backoff {

@@ -1,6 +1,34 @@
 //! Per-package refs, their reflogs, and all-or-nothing transactions over
 //! several refs.
 //!
+//! ```
+//! use rask_store::{Error, Expect, Kind, Namespace, PackageName, RefUpdate, Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(dir.path(), StoreOptions::default())?;
+//! let ns = Namespace::new("rask-0.4.2+release")?;
+//! let (std_pkg, app) = (PackageName::new("std")?, PackageName::new("app")?);
+//! let std_root = store.put_object(Kind::Root, &[], b"std metadata")?;
+//! let app_root = store.put_object(Kind::Root, &[std_root], b"app metadata")?;
+//!
+//! // A build publishes all its packages at once, or none of them.
+//! store.update_refs(
+//!     &[
+//!         RefUpdate::set(ns.clone(), std_pkg.clone(), Expect::Absent, std_root),
+//!         RefUpdate::set(ns.clone(), app.clone(), Expect::Absent, app_root),
+//!     ],
+//!     "build 1",
+//! )?;
+//!
+//! // A second writer that expected the old state loses, and learns the new one.
+//! let err = store.update_ref(&ns, &app, Expect::Absent, std_root, "stale build").unwrap_err();
+//! assert!(matches!(err, Error::Conflict { .. }));
+//! assert_eq!(store.read_ref(&ns, &app)?, Some(app_root));
+//! assert_eq!(store.reflog(&ns, &app)?.entries.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
 //! # Files
 //!
 //! - `refs/<ns>/<pkg>`: the id of the package's current metadata root, as
@@ -393,7 +421,7 @@ impl RefContext<'_> {
             match HeldLockFile::try_create(&path, content)? {
                 TryCreate::Acquired(held) => return Ok(held),
                 TryCreate::Retry => {}
-                TryCreate::Stale(stale) => self.clear_stale(stale)?,
+                TryCreate::Stale(stale) => self.clear_stale(stale, backoff)?,
                 TryCreate::Busy { holder } => {
                     if !backoff.sleep() {
                         return Err(Error::Locked { path, holder });
@@ -404,7 +432,7 @@ impl RefContext<'_> {
     }
 
     /// Removes a stale ref lock, or rolls its transaction forward.
-    fn clear_stale(&self, stale: StaleLockFile) -> Result<()> {
+    fn clear_stale(&self, stale: StaleLockFile, backoff: &mut Backoff) -> Result<()> {
         let Some(txn) = txn_of(stale.content()).map(str::to_string) else {
             return stale.remove();
         };
@@ -417,12 +445,12 @@ impl RefContext<'_> {
         drop(stale);
         match self.recover(&txn)? {
             Some(_) => Ok(()),
-            // Busy: its owner is alive after all, or another process is
-            // recovering it; the caller's next attempt will see.
-            None => {
-                std::thread::sleep(Duration::from_millis(1));
-                Ok(())
-            }
+            // Another process is completing it; the caller's next attempt will see.
+            None if backoff.sleep() => Ok(()),
+            None => Err(Error::Locked {
+                path: record,
+                holder: "a transaction another process is completing".into(),
+            }),
         }
     }
 
@@ -470,7 +498,7 @@ impl RefContext<'_> {
                             locks.push(stale.take_over());
                             break;
                         }
-                        stale.remove()?;
+                        self.clear_stale(stale, &mut backoff)?;
                     }
                     TryCreate::Busy { holder } => {
                         if !backoff.sleep() {

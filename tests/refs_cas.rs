@@ -32,8 +32,8 @@ fn counter_of(store: &Store, id: Option<ObjectId>) -> u64 {
 }
 
 /// One increment: read the counter, put the next number, CAS the ref to it;
-/// retried until it wins.
-fn increment(store: &Store) -> u32 {
+/// retried until it wins. Returns how many races it lost.
+fn increment(store: &Store, seed: &mut u64) -> u32 {
     let (ns, pkg) = names();
     let mut losses = 0;
     loop {
@@ -45,7 +45,17 @@ fn increment(store: &Store) -> u32 {
         let expect = current.map_or(Expect::Absent, Expect::Value);
         match store.update_ref(&ns, &pkg, expect, new, &format!("increment to {next}")) {
             Ok(_) => return losses,
-            Err(Error::Conflict { .. } | Error::Locked { .. }) => losses += 1,
+            Err(Error::Conflict { .. } | Error::Locked { .. }) => {
+                losses += 1;
+                // The caller's retry policy: randomized exponential backoff,
+                // so that 31 losers do not all come back at once.
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                let ceiling = 100u64 << losses.min(8);
+                let pause = ceiling / 2 + *seed % ceiling;
+                std::thread::sleep(std::time::Duration::from_micros(pause));
+            }
             Err(e) => panic!("increment failed: {e}"),
         }
     }
@@ -58,17 +68,24 @@ fn cas_child() {
     let root = std::env::var(CHILD_ENV).expect("run by the CAS race test");
     let store = Store::open(&root, StoreOptions::with_durability(Durability::None)).unwrap();
     let mut losses = 0;
+    let mut seed = u64::from(std::process::id()) | 1;
     for _ in 0..INCREMENTS {
-        losses += increment(&store);
+        losses += increment(&store, &mut seed);
     }
     println!("lost {losses} races");
 }
 
 fn spawn_child(root: &Path) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "cas_child", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "cas_child",
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, root)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap()
 }
@@ -79,9 +96,22 @@ fn thirty_two_processes_times_one_hundred_increments_make_exactly_3200() {
     let root = dir.path().join("store");
     let store = Store::create(&root, StoreOptions::with_durability(Durability::None)).unwrap();
     let children: Vec<_> = (0..PROCESSES).map(|_| spawn_child(&root)).collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success(), "a child process failed");
+    let mut losses = 0u64;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a child process failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // libtest prints the child's line after "test cas_child ... ".
+        let words: Vec<&str> = text.split_whitespace().collect();
+        losses += words
+            .windows(3)
+            .find_map(|w| match w {
+                ["lost", n, "races"] => n.parse::<u64>().ok(),
+                _ => None,
+            })
+            .expect("the child reports its lost races");
     }
+    println!("{losses} compare-and-swap attempts lost a race and were retried");
 
     let (ns, pkg) = names();
     let total = PROCESSES as u64 * INCREMENTS;

@@ -229,3 +229,39 @@ fn recovery_completes_dead_transactions_and_leaves_live_ones_alone() {
     assert!(!record.exists());
     assert!(lock_files(&store.root().join("refs").join("n")).is_empty());
 }
+
+#[test]
+fn transactions_over_the_same_refs_in_opposite_orders_do_not_deadlock() {
+    let (dir, store) = new_store();
+    let root = store.root().to_path_buf();
+    let ids: Vec<ObjectId> = (0..4).map(|i| object(&store, &format!("v{i}"))).collect();
+    let rounds = 200;
+    std::thread::scope(|scope| {
+        for reversed in [false, true] {
+            let (root, ids) = (&root, &ids);
+            scope.spawn(move || {
+                let options = StoreOptions::with_durability(rask_store::Durability::None);
+                let store = Store::open(root, options).unwrap();
+                let mut names = [pkg("a"), pkg("b"), pkg("c")];
+                if reversed {
+                    names.reverse();
+                }
+                for round in 0..rounds {
+                    let updates: Vec<_> = names
+                        .iter()
+                        .map(|p| {
+                            RefUpdate::set(ns("n"), p.clone(), Expect::Any, ids[round % ids.len()])
+                        })
+                        .collect();
+                    store.update_refs(&updates, "race").unwrap();
+                }
+            });
+        }
+    });
+    // Every transaction is whole: each ref saw both writers' 200 updates.
+    for p in ["a", "b", "c"] {
+        let log = store.reflog(&ns("n"), &pkg(p)).unwrap();
+        assert_eq!(log.entries.len(), 2 * rounds, "{p}");
+    }
+    drop(dir);
+}
