@@ -175,6 +175,36 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// A ref compare-and-swap lost: the ref did not hold the expected value.
+    ///
+    /// Nothing was changed. Re-read the ref and decide again.
+    #[error("ref {reference} was not updated: expected {expected}, but it is {current}")]
+    Conflict {
+        /// The ref, as `<namespace>/<package>`.
+        reference: String,
+        /// What the caller expected ("absent", an id, …).
+        expected: String,
+        /// What the ref holds now: an id, or "absent".
+        current: String,
+    },
+
+    /// A lock is held by another live process and did not come free in time.
+    #[error("{path} is locked ({holder}); try again later")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as far as is known ("pid 4711", "another process").
+        holder: String,
+    },
+
+    /// A request that can never succeed as given, e.g. the same ref twice in
+    /// one transaction.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -197,6 +227,7 @@ impl Error {
                 | Error::InvalidName { .. }
                 | Error::InvalidKey { .. }
                 | Error::InvalidEntry { .. }
+                | Error::InvalidRequest { .. }
         )
     }
 

@@ -14,10 +14,25 @@
 //!     journal-<gen>.rsj the append-only journal of the current generation
 //!     compact.lock      taken by compaction
 //! ```
+//!
+//! Refs, locks and pins (see crate::refs and crate::lock):
+//!
+//! ```text
+//!   refs/<ns>/<pkg>         a package's current metadata root
+//!   refs/<ns>/.<pkg>.lock   that ref's lock, while it is being updated
+//!   logs/<ns>/<pkg>         the ref's reflog
+//!   locks/gc.lock           the store-wide writers/gc lock
+//!   locks/txn/<name>        records of multi-ref transactions in flight
+//!   pins/<pid>-<hex>-<n>    ids pinned by running builds
+//! ```
+//!
+//! Namespace and package names never start with `.` (see crate::name), so
+//! a dot-file beside the refs (`.<pkg>.lock`) can never be mistaken for one.
 
 use std::path::{Path, PathBuf};
 
 use crate::id::{ID_HEX_LEN, ObjectId};
+use crate::name::{Namespace, PackageName};
 
 /// Name of the format stamp file at the store root.
 pub const STAMP_FILE: &str = "format";
@@ -168,6 +183,73 @@ impl Layout {
             return None;
         }
         ObjectId::from_hex(&hex).ok()
+    }
+}
+
+/// Name of the refs directory.
+pub const REFS_DIR: &str = "refs";
+/// Name of the reflogs directory.
+pub const LOGS_DIR: &str = "logs";
+/// Name of the lock directory.
+pub const LOCKS_DIR: &str = "locks";
+/// Name of the store-wide writers/gc lock file inside [`LOCKS_DIR`].
+pub const GC_LOCK_FILE: &str = "gc.lock";
+/// Name of the directory of transaction records inside [`LOCKS_DIR`].
+pub const TXN_DIR: &str = "txn";
+/// Name of the pins directory.
+pub const PINS_DIR: &str = "pins";
+/// Suffix of a ref's lock file (`.<pkg>.lock`).
+pub const REF_LOCK_SUFFIX: &str = ".lock";
+
+/// Paths of refs, reflogs, locks and pins.
+impl Layout {
+    /// The refs directory.
+    pub fn refs_dir(&self) -> PathBuf {
+        self.root.join(REFS_DIR)
+    }
+
+    /// The directory holding the refs of namespace `ns`.
+    pub fn ref_namespace_dir(&self, ns: &Namespace) -> PathBuf {
+        self.refs_dir().join(ns.as_str())
+    }
+
+    /// The ref of package `pkg` in namespace `ns`.
+    pub fn ref_path(&self, ns: &Namespace, pkg: &PackageName) -> PathBuf {
+        self.ref_namespace_dir(ns).join(pkg.as_str())
+    }
+
+    /// The lock file of the ref of `pkg` in `ns`: `.<pkg>.lock` beside it.
+    pub fn ref_lock_path(&self, ns: &Namespace, pkg: &PackageName) -> PathBuf {
+        self.ref_namespace_dir(ns)
+            .join(format!(".{}{REF_LOCK_SUFFIX}", pkg.as_str()))
+    }
+
+    /// The reflog of package `pkg` in namespace `ns`.
+    pub fn reflog_path(&self, ns: &Namespace, pkg: &PackageName) -> PathBuf {
+        let mut path = self.root.join(LOGS_DIR);
+        path.push(ns.as_str());
+        path.push(pkg.as_str());
+        path
+    }
+
+    /// The lock directory.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join(LOCKS_DIR)
+    }
+
+    /// The store-wide writers/gc lock file.
+    pub fn gc_lock_path(&self) -> PathBuf {
+        self.locks_dir().join(GC_LOCK_FILE)
+    }
+
+    /// The directory of multi-ref transaction records.
+    pub fn txn_dir(&self) -> PathBuf {
+        self.locks_dir().join(TXN_DIR)
+    }
+
+    /// The pins directory.
+    pub fn pins_dir(&self) -> PathBuf {
+        self.root.join(PINS_DIR)
     }
 }
 

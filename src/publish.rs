@@ -133,6 +133,24 @@ pub fn publish(
     durability: Durability,
     queue: &SyncQueue,
 ) -> Result<()> {
+    publish_and_keep(temp, dest, access, durability, queue).map(drop)
+}
+
+/// As [`publish`], but hands back the open file, now named `dest`.
+///
+/// For files whose publisher keeps holding a `File::lock` on them (pins,
+/// transaction records): lock the temp file first, publish it with this,
+/// and the lock is held without a gap from the moment the name appears.
+///
+/// # Errors
+/// As [`publish`].
+pub fn publish_and_keep(
+    temp: NamedTempFile,
+    dest: &Path,
+    access: Access,
+    durability: Durability,
+    queue: &SyncQueue,
+) -> Result<File> {
     if access == Access::ReadOnly {
         let current = temp
             .as_file()
@@ -146,22 +164,22 @@ pub fn publish(
     if durability == Durability::Full {
         temp.as_file().sync_all().at("sync", temp.path())?;
     }
-    let temp = match temp.persist(dest) {
-        Ok(_) => None,
-        Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => Some(e.file),
+    let file = match temp.persist(dest) {
+        Ok(file) => file,
+        Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => {
+            // The parent directory was removed (by hand, or never made): recreate it once.
+            let parent = dest.parent().unwrap_or(dest);
+            fs::create_dir_all(parent).at("create directory", parent)?;
+            e.file
+                .persist(dest)
+                .map_err(|e| Error::io("rename a temp file to", dest, e.error))?
+        }
         Err(e) => return Err(Error::io("rename a temp file to", dest, e.error)),
     };
-    if let Some(temp) = temp {
-        // The parent directory was removed (by hand, or never made): recreate it once.
-        let parent = dest.parent().unwrap_or(dest);
-        fs::create_dir_all(parent).at("create directory", parent)?;
-        temp.persist(dest)
-            .map_err(|e| Error::io("rename a temp file to", dest, e.error))?;
-    }
     match durability {
         Durability::None => {}
         Durability::Batch => queue.push(dest.to_path_buf()),
         Durability::Full => sync_dir(dest.parent().unwrap_or(dest))?,
     }
-    Ok(())
+    Ok(file)
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_LEN, IdSpec, ObjectId};
 use crate::layout::Layout;
+use crate::lock::{WriterGuard, WriterLock};
 use crate::object::{self, HEADER_LEN, Header, Kind, Object};
 use crate::publish::{self, Access, Durability, SyncQueue};
 use crate::stamp;
@@ -74,6 +75,7 @@ pub struct ObjectInfo {
 #[derive(Debug)]
 pub struct Store {
     layout: Layout,
+    writer_lock: WriterLock,
     options: StoreOptions,
     sync_queue: SyncQueue,
     stats: StatsRecorder,
@@ -123,10 +125,22 @@ impl Store {
     fn with_layout(layout: Layout, options: StoreOptions) -> Store {
         Store {
             layout,
+            writer_lock: WriterLock::default(),
             options,
             sync_queue: SyncQueue::default(),
             stats: StatsRecorder::default(),
         }
+    }
+
+    /// Files published under [`Durability::Batch`] and not yet synced.
+    pub(crate) fn sync_queue(&self) -> &SyncQueue {
+        &self.sync_queue
+    }
+
+    /// Takes the shared writers/gc lock for one write (see [`crate::lock`]);
+    /// blocks while gc holds it exclusively.
+    pub(crate) fn writing(&self) -> Result<WriterGuard<'_>> {
+        self.writer_lock.enter(&self.layout)
     }
 
     /// The store's root directory.
@@ -157,6 +171,7 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] when the object cannot be written.
     pub fn put_object(&self, kind: Kind, links: &[ObjectId], payload: &[u8]) -> Result<ObjectId> {
+        let _writing = self.writing()?;
         let id = object::compute_id(kind, links, payload);
         let path = self.layout.object_path(&id);
         let header = Header {
@@ -247,6 +262,8 @@ impl Store {
         };
         temp.seek(SeekFrom::Start(0)).at("seek in", temp.path())?;
         temp.write_all(&header.encode()).at("write", temp.path())?;
+        // Not held while streaming: gc waits only for the check and the rename.
+        let _writing = self.writing()?;
         let id = object::object_id(kind, links, payload_len, &hasher.finalize());
         let path = self.layout.object_path(&id);
         let existing = self.check_existing(&id, &path, &header)?;

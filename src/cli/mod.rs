@@ -12,6 +12,7 @@ mod init;
 mod json;
 mod progress;
 mod put;
+mod refs;
 mod show;
 mod stats;
 mod verify;
@@ -73,6 +74,8 @@ enum Command {
     Get(get::Args),
     /// Describe an object: kind, payload size, links, path on disk
     Show(show::Args),
+    /// Read and update per-package refs (compare-and-swap), list them, show their reflogs
+    Ref(refs::Args),
     /// Check that objects exist; print the missing ones and exit 1 if any are
     Exists(exists::Args),
     /// Re-hash every object and check every link; report (and --repair) damage
@@ -211,6 +214,7 @@ pub fn main() -> ExitCode {
         Command::Put(args) => put::run(&ctx, args),
         Command::Get(args) => get::run(&ctx, args),
         Command::Show(args) => show::run(&ctx, args),
+        Command::Ref(args) => refs::run(&ctx, args),
         Command::Exists(args) => exists::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
