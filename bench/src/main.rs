@@ -152,12 +152,25 @@ fn run(args: &RunArgs) -> Res<()> {
     Ok(())
 }
 
-fn timed<T>(what: &str, id: &str, f: impl FnOnce() -> Res<T>) -> Res<(T, f64)> {
+/// Runs one phase; returns its result, its seconds and the seconds this
+/// thread spent runnable but waiting for a CPU (other load on the machine).
+fn timed<T>(what: &str, id: &str, f: impl FnOnce() -> Res<T>) -> Res<(T, f64, f64)> {
+    let wait_before = runqueue_wait_secs();
     let start = Instant::now();
     let out = f().map_err(|e| format!("{what}: {e}"))?;
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("{id}: {what} {secs:.2} s");
-    Ok((out, secs))
+    let waited = runqueue_wait_secs() - wait_before;
+    eprintln!("{id}: {what} {secs:.2} s (waited for a CPU {waited:.2} s)");
+    Ok((out, secs, waited))
+}
+
+/// Seconds this thread has spent runnable but not running, from Linux's
+/// schedstat; 0 where that is not available.
+fn runqueue_wait_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
 fn run_peer(
@@ -171,37 +184,44 @@ fn run_peer(
     let n = w.len();
     let mut peer = (spec.create)(dir)?;
 
-    let ((), secs) = timed("put", spec.id, || put_all(peer.as_mut(), w))?;
+    let ((), secs, waited) = timed("put", spec.id, || put_all(peer.as_mut(), w))?;
     row.put = Some(Rate::new(n, w.value_bytes(), secs));
+    row.account(secs, waited);
 
     let order = w.shuffled(SALT_GET);
-    let ((), secs) = timed("get", spec.id, || get_all(peer.as_mut(), w, &order))?;
+    let ((), secs, waited) = timed("get", spec.id, || get_all(peer.as_mut(), w, &order))?;
     row.get = Some(Rate::new(n, w.value_bytes(), secs));
+    row.account(secs, waited);
 
     timed("close", spec.id, || peer.close())?;
-    let (secs, _) = timed("fresh-process get", spec.id, || fresh_get(spec, dir, args))?;
+    let ((secs, waited), _, _) =
+        timed("fresh-process get", spec.id, || fresh_get(spec, dir, args))?;
     row.get_fresh = Some(Rate::new(n, w.value_bytes(), secs));
+    row.account(secs, waited);
     let mut peer = (spec.open)(dir)?;
 
     let (keys, expected) = existence_keys(w);
-    let ((), secs) = timed("exists", spec.id, || {
+    let ((), secs, waited) = timed("exists", spec.id, || {
         exists_all(peer.as_mut(), &keys, &expected)
     })?;
     row.exists = Some(Rate::new(keys.len(), 0, secs));
+    row.account(secs, waited);
 
-    let (supported, secs) = timed("verify", spec.id, || peer.verify())?;
+    let (supported, secs, waited) = timed("verify", spec.id, || peer.verify())?;
     if supported {
         row.verify = Some(Rate::new(n, w.value_bytes(), secs));
+        row.account(secs, waited);
     }
     if spec.id == "rask" {
         let root = store_dir(dir);
-        let (_, secs) = timed("read+hash", spec.id, || peers::read_and_hash_tree(&root))?;
+        let (_, secs, waited) = timed("read+hash", spec.id, || peers::read_and_hash_tree(&root))?;
         let mut limit = Row::new(
             "readhash",
             "read + BLAKE3, one thread, rask-store's files (limit)",
             "-",
         );
         limit.verify = Some(Rate::new(n, w.value_bytes(), secs));
+        limit.account(secs, waited);
         run.rows.push(limit);
     }
 
@@ -215,7 +235,7 @@ fn delete_half(spec: &PeerSpec, w: &Workload, dir: &Path, row: &mut Row) -> Res<
     let mut peer = (spec.open)(dir)?;
     let doomed: Vec<usize> = (0..w.len()).filter(|i| i % 2 == 1).collect();
     let kept: Vec<usize> = (0..w.len()).filter(|i| i % 2 == 0).collect();
-    let ((), secs) = timed("delete+reclaim", spec.id, || {
+    let ((), secs, waited) = timed("delete+reclaim", spec.id, || {
         for chunk in doomed.chunks(BATCH) {
             let keys: Vec<&[u8]> = chunk.iter().map(|&i| w.key(i)).collect();
             peer.delete_batch(&keys)?;
@@ -223,6 +243,7 @@ fn delete_half(spec: &PeerSpec, w: &Workload, dir: &Path, row: &mut Row) -> Res<
         peer.reclaim()
     })?;
     row.delete = Some(Rate::new(doomed.len(), w.bytes_of(&doomed), secs));
+    row.account(secs, waited);
     row.disk_after = Some(disk_usage(&store_dir(dir))?);
     row.kept_bytes = w.bytes_of(&kept);
     let sample: Vec<usize> = kept.iter().copied().take(BATCH).collect();
@@ -291,8 +312,9 @@ fn exists_all(peer: &mut dyn Peer, keys: &[&[u8]], expected: &[bool]) -> Res<()>
 }
 
 /// Runs the read phase in a new process (warm page cache, cold process);
-/// returns the seconds the child measured from opening the store to the last byte checked.
-fn fresh_get(spec: &PeerSpec, dir: &Path, args: &RunArgs) -> Res<f64> {
+/// returns the seconds the child measured from opening the store to the last
+/// byte checked, and the seconds of those it waited for a CPU.
+fn fresh_get(spec: &PeerSpec, dir: &Path, args: &RunArgs) -> Res<(f64, f64)> {
     let out = Command::new(std::env::current_exe()?)
         .arg("read-child")
         .args(["--peer", spec.id])
@@ -308,33 +330,41 @@ fn fresh_get(spec: &PeerSpec, dir: &Path, args: &RunArgs) -> Res<f64> {
         )
         .into());
     }
-    let secs = stdout
-        .trim()
-        .strip_prefix("secs=")
-        .ok_or_else(|| format!("read-child printed {stdout:?}"))?;
-    Ok(secs.parse()?)
+    let field = |name: &str| -> Res<f64> {
+        let value = stdout
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .ok_or_else(|| format!("read-child printed {stdout:?}"))?;
+        Ok(value.parse()?)
+    };
+    Ok((field("secs=")?, field("waited=")?))
 }
 
 fn read_child(args: &ChildArgs) -> Res<()> {
     let spec = peers::find(&args.peer).ok_or("unknown peer")?;
     let w = Workload::generate(args.n, args.seed);
     let order = w.shuffled(SALT_FRESH_GET);
+    let wait_before = runqueue_wait_secs();
     let start = Instant::now();
     let mut peer = (spec.open)(&args.dir)?;
     get_all(peer.as_mut(), &w, &order)?;
     let secs = start.elapsed().as_secs_f64();
+    let waited = runqueue_wait_secs() - wait_before;
     drop(peer);
-    println!("secs={secs}");
+    println!("secs={secs} waited={waited}");
     Ok(())
 }
 
 fn limit_blake3(w: &Workload) -> Row {
+    let wait_before = runqueue_wait_secs();
     let start = Instant::now();
     for i in 0..w.len() {
         std::hint::black_box(blake3::hash(std::hint::black_box(w.value(i))));
     }
     let secs = start.elapsed().as_secs_f64();
+    let waited = runqueue_wait_secs() - wait_before;
     let mut row = Row::new("blake3", "BLAKE3 of every value, one thread (limit)", "-");
+    row.account(secs, waited);
     row.put = Some(Rate::new(w.len(), w.value_bytes(), secs));
     row.get = row.put;
     row
@@ -342,6 +372,7 @@ fn limit_blake3(w: &Workload) -> Row {
 
 fn limit_memcpy(w: &Workload) -> Row {
     let mut buf = vec![0u8; 256 << 10];
+    let wait_before = runqueue_wait_secs();
     let start = Instant::now();
     for i in 0..w.len() {
         let value = std::hint::black_box(w.value(i));
@@ -349,7 +380,9 @@ fn limit_memcpy(w: &Workload) -> Row {
         std::hint::black_box(&mut buf);
     }
     let secs = start.elapsed().as_secs_f64();
+    let waited = runqueue_wait_secs() - wait_before;
     let mut row = Row::new("memcpy", "memcpy of every value (limit)", "-");
+    row.account(secs, waited);
     row.put = Some(Rate::new(w.len(), w.value_bytes(), secs));
     row.get = row.put;
     row

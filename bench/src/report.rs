@@ -51,6 +51,10 @@ pub struct Row {
     pub disk_after: Option<(u64, u64)>,
     /// Value bytes still stored after the delete.
     pub kept_bytes: u64,
+    /// Seconds of the timed phases, and of those, seconds spent runnable
+    /// but waiting for a CPU.
+    pub timed_secs: f64,
+    pub waited_secs: f64,
     pub error: Option<String>,
 }
 
@@ -69,8 +73,16 @@ impl Row {
             disk: None,
             disk_after: None,
             kept_bytes: 0,
+            timed_secs: 0.0,
+            waited_secs: 0.0,
             error: None,
         }
+    }
+
+    /// Adds a timed phase to the contention figure.
+    pub fn account(&mut self, secs: f64, waited: f64) {
+        self.timed_secs += secs;
+        self.waited_secs += waited.max(0.0);
     }
 }
 
@@ -115,13 +127,13 @@ impl Run {
         out.push_str(
             "| store | durability | put | get, same process | get, fresh process | \
              exists (½ absent) | verify | delete ½ + reclaim | disk / value bytes (files) | \
-             after delete |\n|---|---|---|---|---|---|---|---|---|---|\n",
+             after delete | waited for a CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         let rask = self.row("rask");
         for row in &self.rows {
             let _ = write!(out, "| {} | {} ", row.label, row.durability);
             if let Some(err) = &row.error {
-                let _ = writeln!(out, "| FAILED: {} |||||||", err.replace('|', "/"));
+                let _ = writeln!(out, "| FAILED: {} ||||||||", err.replace('|', "/"));
                 continue;
             }
             let ratio = |pick: fn(&Row) -> Option<Rate>| -> String {
@@ -171,9 +183,10 @@ impl Run {
             };
             let _ = writeln!(
                 out,
-                "| {verify} | {delete} | {} | {} |",
+                "| {verify} | {delete} | {} | {} | {:.0}% |",
                 disk(row.disk, self.value_bytes),
                 disk(row.disk_after, row.kept_bytes),
+                100.0 * row.waited_secs / row.timed_secs.max(1e-9),
             );
         }
         out.push_str(
@@ -181,7 +194,10 @@ impl Run {
              Every get checks every byte against the generated value. \
              \"Fresh process\" re-runs the binary and times open + every get, page cache warm. \
              Disk = allocated blocks of the store directory ÷ value bytes (after delete: ÷ the \
-             value bytes still stored).\n",
+             value bytes still stored). \"Waited for a CPU\" = share of the timed phases the \
+             benchmark's main thread was runnable but not running (Linux schedstat): how much \
+             other load on the machine stretched that row (it does not see a peer's own \
+             child processes or threads).\n",
         );
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
