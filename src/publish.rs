@@ -102,20 +102,21 @@ pub enum Access {
     Replaceable,
 }
 
-/// Read-only for everyone who can reach the store: a cache may be shared.
-fn read_only_permissions(current: fs::Permissions) -> fs::Permissions {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = current;
-        fs::Permissions::from_mode(0o444)
-    }
-    #[cfg(not(unix))]
-    {
-        let mut perms = current;
-        perms.set_readonly(true);
-        perms
-    }
+/// Makes `file` read-only for everyone who can reach the store: a cache may
+/// be shared. On Unix the mode is set outright (0444), with no `fstat` first:
+/// one system call per published object instead of two.
+#[cfg(unix)]
+fn make_read_only(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o444))
+}
+
+/// Makes `file` read-only (elsewhere the read-only flag is all there is).
+#[cfg(not(unix))]
+fn make_read_only(file: &File) -> std::io::Result<()> {
+    let mut perms = file.metadata()?.permissions();
+    perms.set_readonly(true);
+    file.set_permissions(perms)
 }
 
 /// Atomically makes `temp`'s contents visible at `dest`.
@@ -152,14 +153,7 @@ pub fn publish_and_keep(
     queue: &SyncQueue,
 ) -> Result<File> {
     if access == Access::ReadOnly {
-        let current = temp
-            .as_file()
-            .metadata()
-            .at("read metadata of", temp.path())?
-            .permissions();
-        temp.as_file()
-            .set_permissions(read_only_permissions(current))
-            .at("make read-only", temp.path())?;
+        make_read_only(temp.as_file()).at("make read-only", temp.path())?;
     }
     if durability == Durability::Full {
         temp.as_file().sync_all().at("sync", temp.path())?;

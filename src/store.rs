@@ -330,8 +330,7 @@ impl Store {
     pub fn get_object(&self, id: &ObjectId) -> Result<Object> {
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes).at("read object", &path)?;
+        let bytes = read_whole(&mut file, meta.len(), &path)?;
         let object = Object::decode(*id, &path, bytes)?;
         freshen_on_read(&file, &meta);
         Ok(object)
@@ -350,8 +349,7 @@ impl Store {
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
         let info = if meta.len() <= IN_MEMORY_LIMIT {
-            let mut bytes = Vec::with_capacity(meta.len() as usize);
-            file.read_to_end(&mut bytes).at("read object", &path)?;
+            let bytes = read_whole(&mut file, meta.len(), &path)?;
             let object = Object::decode(*id, &path, bytes)?;
             out.write_all(object.payload())
                 .map_err(|e| Error::io("write the payload to", "(output)", e))?;
@@ -578,6 +576,22 @@ fn verify_file(
         ));
     }
     Ok((header, links))
+}
+
+/// Reads the `len` bytes an open object file had when it was opened.
+///
+/// Object files are immutable, so the length from the caller's `fstat` is
+/// the length to read; if the file is shorter or longer than that anyway,
+/// the decoder's length and hash checks report it as corrupt. Bounding the
+/// read with `take` skips what `File::read_to_end` adds to every call — a
+/// second `fstat` and an `lseek` for its size hint, and an end-of-file probe
+/// `read` — three of the seven system calls of a small get.
+fn read_whole(file: &mut File, len: u64, path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .at("read object", path)?;
+    Ok(bytes)
 }
 
 /// Reads until `buf` is full or the file ends; returns how much was read.

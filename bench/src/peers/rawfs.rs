@@ -1,0 +1,178 @@
+//! The raw filesystem: the practical limit for a store of files.
+//!
+//! Each value goes to `objects/<2 hex>/<62 hex>` named by the BLAKE3 hash
+//! of the value, through a temp file in `tmp/` and a rename; no header, no
+//! permissions change, no existence check, and reads do not re-hash. The
+//! key → id map is kept in memory, as for rask-store's object API.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{PeerSpec, store_dir};
+use crate::peer::{Check, KeyMapped, ObjectBackend, Peer, Res};
+
+pub const SPEC: PeerSpec = PeerSpec {
+    id: "rawfs",
+    label: "raw filesystem (limit; key map in memory)",
+    durability: "none (no fsync)",
+    verify: "read + BLAKE3 every file, compare with its name, one thread",
+    reclaim: "unlink the files",
+    create,
+    open,
+};
+
+struct RawFs {
+    objects: PathBuf,
+    tmp: PathBuf,
+    counter: u64,
+}
+
+impl RawFs {
+    fn at(dir: &Path) -> RawFs {
+        let root = store_dir(dir);
+        RawFs {
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+            counter: 0,
+        }
+    }
+
+    fn path_of(&self, id: &[u8]) -> PathBuf {
+        let hex = hex::encode(id);
+        let mut path = self.objects.join(&hex[..2]);
+        path.push(&hex[2..]);
+        path
+    }
+}
+
+fn create(dir: &Path) -> Res<Box<dyn Peer>> {
+    let raw = RawFs::at(dir);
+    fs::create_dir_all(&raw.tmp)?;
+    for byte in 0..=255u8 {
+        fs::create_dir_all(raw.objects.join(hex::encode([byte])))?;
+    }
+    Ok(Box::new(KeyMapped::new(Box::new(raw), dir.join("keymap"))))
+}
+
+fn open(dir: &Path) -> Res<Box<dyn Peer>> {
+    Ok(Box::new(KeyMapped::load(
+        Box::new(RawFs::at(dir)),
+        dir.join("keymap"),
+    )?))
+}
+
+impl ObjectBackend for RawFs {
+    fn put_values(&mut self, values: &[&[u8]], ids: &mut Vec<Vec<u8>>) -> Res<()> {
+        for value in values {
+            let id = blake3::hash(value);
+            self.counter += 1;
+            let temp = self
+                .tmp
+                .join(format!("t{}-{}", std::process::id(), self.counter));
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            file.write_all(value)?;
+            drop(file);
+            fs::rename(&temp, self.path_of(id.as_bytes()))?;
+            ids.push(id.as_bytes().to_vec());
+        }
+        Ok(())
+    }
+
+    fn get_values(&mut self, ids: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
+        let mut buf = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            read_file(&self.path_of(id), &mut buf)?;
+            check(i, &buf)?;
+        }
+        Ok(())
+    }
+
+    fn contains(&mut self, ids: &[&[u8]], found: &mut Vec<bool>) -> Res<()> {
+        for id in ids {
+            found.push(match fs::symlink_metadata(self.path_of(id)) {
+                Ok(_) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.into()),
+            });
+        }
+        Ok(())
+    }
+
+    fn absent_id(&self, key: &[u8]) -> Vec<u8> {
+        blake3::hash(key).as_bytes().to_vec()
+    }
+
+    fn remove(&mut self, ids: &[&[u8]]) -> Res<()> {
+        for id in ids {
+            fs::remove_file(self.path_of(id))?;
+        }
+        Ok(())
+    }
+
+    fn reclaim(&mut self, _kept: &[&[u8]]) -> Res<()> {
+        Ok(())
+    }
+
+    fn verify(&mut self) -> Res<bool> {
+        let mut buf = Vec::new();
+        for fanout in fs::read_dir(&self.objects)? {
+            let fanout = fanout?;
+            let prefix = fanout.file_name().to_string_lossy().into_owned();
+            for entry in fs::read_dir(fanout.path())? {
+                let entry = entry?;
+                read_file(&entry.path(), &mut buf)?;
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                if blake3::hash(&buf).to_hex().as_str() != name {
+                    return Err(
+                        format!("{} does not match its name", entry.path().display()).into(),
+                    );
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn close(self: Box<Self>) -> Res<()> {
+        Ok(())
+    }
+}
+
+/// Reads a whole file into `buf` with the fewest system calls: open, fstat,
+/// one read (std's `read_to_end` on a `File` adds a size-hint fstat, an
+/// lseek and an end-of-file probe read).
+fn read_file(path: &Path, buf: &mut Vec<u8>) -> Res<()> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    buf.clear();
+    buf.reserve(len as usize);
+    file.take(len).read_to_end(buf)?;
+    Ok(())
+}
+
+/// Reads and BLAKE3-hashes every file under `dir` on one thread; returns
+/// the number of files and bytes. The single-threaded read-and-hash
+/// reference for verify.
+pub fn read_and_hash_tree(dir: &Path) -> Res<(u64, u64)> {
+    let mut buf = Vec::new();
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            read_file(&entry.path(), &mut buf)?;
+            std::hint::black_box(blake3::hash(&buf));
+            files += 1;
+            bytes += buf.len() as u64;
+        }
+    }
+    Ok((files, bytes))
+}

@@ -1,0 +1,73 @@
+//! The object read and publish paths a benchmark leans on: every payload
+//! size reads back exactly (small ones in one `read`, large ones in several),
+//! a file that is shorter or longer than its header says is `Corrupt`, and
+//! a published object file is read-only.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+
+use rask_store::{Durability, Error, Kind, Store, StoreOptions};
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn payloads_of_every_size_class_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), StoreOptions::with_durability(Durability::None)).unwrap();
+    for len in [
+        0, 1, 11, 8_171, 8_172, 8_173, 65_536, 100_000, 262_144, 300_001,
+    ] {
+        let bytes = payload(len);
+        let id = store.put_object(Kind::Instance, &[], &bytes).unwrap();
+        let object = store.get_object(&id).unwrap();
+        assert_eq!(object.payload(), &bytes[..], "get_object, {len} bytes");
+        let mut out = Vec::new();
+        store.write_payload(&id, &mut out).unwrap();
+        assert_eq!(out, bytes, "write_payload, {len} bytes");
+    }
+}
+
+#[test]
+fn a_file_shorter_or_longer_than_its_header_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), StoreOptions::default()).unwrap();
+    let bytes = payload(20_000);
+    for change in ["truncate", "extend"] {
+        let id = store.put_object(Kind::Blob, &[], &bytes).unwrap();
+        let path = store.object_path(&id);
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        if change == "truncate" {
+            file.set_len(file.metadata().unwrap().len() - 1).unwrap();
+        } else {
+            (&file).write_all(b"trailing").unwrap();
+        }
+        drop(file);
+        let err = store.get_object(&id).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{change}: {err}");
+        let err = store.write_payload(&id, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{change}: {err}");
+        // Putting the good bytes again repairs it.
+        store.put_object(Kind::Blob, &[], &bytes).unwrap();
+        assert_eq!(store.get_object(&id).unwrap().payload(), &bytes[..]);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn published_objects_are_read_only_for_everyone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), StoreOptions::default()).unwrap();
+    let id = store.put_object(Kind::Ast, &[], b"fn main() {}").unwrap();
+    let mode = fs::metadata(store.object_path(&id))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444);
+}
