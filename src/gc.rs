@@ -9,24 +9,32 @@
 //!    modification time is older than the grace period is removed (its kind
 //!    and size are counted first); a younger one is kept, since a writer may
 //!    be about to reference it.
-//! 3. Temp files in `tmp/` older than the grace period are left from crashed
-//!    writers and are removed.
+//! 3. Temp files in `tmp/` older than the grace period, and at least
+//!    [`STALE_TEMP_AGE`], are left from crashed writers and are removed (a
+//!    zero grace period must not break writes in flight).
 //!
 //! With [`GcMode::DryRun`] nothing is removed and the report says what would be.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
+use crate::index::{Entry, Index};
+use crate::key::KeyHash;
+use crate::lock::{ExclusiveGuard, Wait};
+use crate::name::{Namespace, PackageName};
 use crate::stats::GcSummary;
 use crate::store::Store;
 use crate::walk::{self, FanoutEntry};
 
 /// The default grace period: objects younger than this are never collected.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60 * 60);
+/// Temp files younger than this (or than the grace period, if longer) are
+/// never removed, whatever the grace period: they belong to writes in flight.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// Whether gc removes anything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,7 +168,14 @@ pub fn collect_objects(
             removed: report.removed_objects,
         });
     }
-    report.removed_temp_files = sweep_temp(store, options, &is_old)?;
+    let temp_age = options.grace.max(STALE_TEMP_AGE);
+    let is_stale_temp = |meta: &fs::Metadata| {
+        meta.modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age >= temp_age)
+    };
+    report.removed_temp_files = sweep_temp(store, options, &is_stale_temp)?;
     if options.mode == GcMode::Delete {
         recorder.gc_finished(GcSummary {
             time: now
@@ -226,4 +241,294 @@ fn sweep_temp(
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Reflog entries newer than this keep their old and new values alive.
+pub const DEFAULT_REFLOG_KEEP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What a whole-store gc may do beyond removing unreachable objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcPolicy {
+    /// Delete or only report; and the grace period for objects.
+    pub objects: GcOptions,
+    /// Evict least-recently-used index entries until the store's object
+    /// files total at most this many bytes.
+    pub max_size: Option<u64>,
+    /// Evict index entries not used for this long.
+    pub max_age: Option<Duration>,
+    /// Reflog entries newer than this are roots.
+    pub reflog_keep: Duration,
+    /// Wait for writers to finish, or give up at once.
+    pub wait: Wait,
+}
+
+impl Default for GcPolicy {
+    fn default() -> GcPolicy {
+        GcPolicy {
+            objects: GcOptions::default(),
+            max_size: None,
+            max_age: None,
+            reflog_keep: DEFAULT_REFLOG_KEEP,
+            wait: Wait::Block,
+        }
+    }
+}
+
+/// How many roots of each sort gc found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RootCounts {
+    /// Refs, in every namespace.
+    pub refs: usize,
+    /// Ids named by reflog entries newer than the keep period.
+    pub reflog: usize,
+    /// Ids pinned by running builds.
+    pub pins: usize,
+    /// Part ids of live index entries.
+    pub entry_parts: usize,
+}
+
+/// What a whole-store gc found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreGcReport {
+    /// The object sweep.
+    pub objects: GcReport,
+    /// The roots it kept.
+    pub roots: RootCounts,
+    /// Index entries evicted (or that would be) by the size cap or age limit.
+    pub entries_evicted: u64,
+    /// Index entries kept.
+    pub entries_kept: u64,
+    /// Bytes of object files before gc.
+    pub bytes_before: u64,
+    /// Whether the size cap (if any) is met afterwards; false when only young
+    /// or root-reachable objects are left above it.
+    pub within_cap: bool,
+}
+
+/// Collects garbage in the whole store: evicts index entries past the size
+/// cap or age limit (least recently used first, never one a root needs),
+/// then removes every object that no ref, recent reflog entry, live pin or
+/// live index entry reaches and that is older than the grace period.
+///
+/// Index entries are dropped (and the index rewritten without them) before
+/// the objects they pointed to are removed. The object phase runs under the
+/// exclusive writers/gc lock (see `crate::lock`); eviction runs before it,
+/// since removing an entry is itself a write.
+///
+/// # Errors
+/// [`Error::Locked`] with [`Wait::NoWait`] while writers are active;
+/// [`Error::Io`] and index errors.
+pub fn collect(
+    store: &Store,
+    index: &Index,
+    policy: GcPolicy,
+    progress: &dyn Fn(GcProgress),
+) -> Result<StoreGcReport> {
+    let mut report = StoreGcReport::default();
+    let dry_run = policy.objects.mode == GcMode::DryRun;
+    let mut evicted: HashSet<KeyHash> = HashSet::new();
+    if policy.max_size.is_some() || policy.max_age.is_some() {
+        let protected = mark(store, &fixed_roots(store, policy.reflog_keep)?.0)?;
+        let (chosen, bytes_before, within_cap) =
+            choose_evictions(store, index, &protected, &policy)?;
+        report.bytes_before = bytes_before;
+        report.within_cap = within_cap;
+        if !dry_run {
+            for entry in &chosen {
+                index.remove(&entry.key()?)?;
+            }
+            if !chosen.is_empty() {
+                index.compact()?;
+            }
+        }
+        report.entries_evicted = chosen.len() as u64;
+        evicted = chosen.iter().map(Entry::key_hash).collect();
+    } else {
+        report.within_cap = true;
+    }
+
+    let _exclusive = ExclusiveGuard::acquire(store.layout(), policy.wait)?;
+    let (mut roots, counts) = fixed_roots(store, policy.reflog_keep)?;
+    report.roots = counts;
+    for entry in index.entries()? {
+        if evicted.contains(&entry.key_hash()) {
+            continue; // a dry run: still in the index, but gc would have evicted it
+        }
+        report.entries_kept += 1;
+        for part in entry.parts() {
+            roots.push(part.id);
+            report.roots.entry_parts += 1;
+        }
+    }
+    report.objects = collect_objects(store, &roots, policy.objects, progress)?;
+    if !dry_run {
+        store.stats_recorder().gc_finished(GcSummary {
+            time: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            objects: report.objects.removed_objects,
+            bytes: report.objects.removed_bytes,
+            entries: report.entries_evicted,
+        });
+    }
+    if report.bytes_before == 0 {
+        report.bytes_before = report.objects.kept_bytes + report.objects.removed_bytes;
+    }
+    if let Some(cap) = policy.max_size {
+        report.within_cap = report.objects.kept_bytes <= cap;
+    }
+    Ok(report)
+}
+
+/// Roots that do not come from the index: refs, recent reflog entries, pins.
+fn fixed_roots(store: &Store, reflog_keep: Duration) -> Result<(Vec<ObjectId>, RootCounts)> {
+    let mut roots = Vec::new();
+    let mut counts = RootCounts::default();
+    for ns in store.list_namespaces()? {
+        for (_, id) in store.list_refs(&ns)? {
+            roots.push(id);
+            counts.refs += 1;
+        }
+    }
+    let cutoff = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(reflog_keep.as_secs());
+    for (ns, pkg) in reflogs(store)? {
+        for entry in store.reflog(&ns, &pkg)?.entries {
+            if entry.time >= cutoff {
+                for id in [entry.old, entry.new].into_iter().flatten() {
+                    roots.push(id);
+                    counts.reflog += 1;
+                }
+            }
+        }
+    }
+    for pin in store.live_pins()? {
+        counts.pins += pin.ids.len();
+        roots.extend_from_slice(&pin.ids);
+    }
+    Ok((roots, counts))
+}
+
+/// Every (namespace, package) that has a reflog, including deleted refs.
+fn reflogs(store: &Store) -> Result<Vec<(Namespace, PackageName)>> {
+    let mut out = Vec::new();
+    let logs = store.layout().logs_dir();
+    let namespaces = match fs::read_dir(&logs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("list", &logs, e)),
+    };
+    for ns_entry in namespaces {
+        let ns_entry = ns_entry.at("list", &logs)?;
+        let Some(ns) = ns_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| Namespace::new(n).ok())
+        else {
+            continue;
+        };
+        let dir = ns_entry.path();
+        let Ok(packages) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for pkg_entry in packages {
+            let pkg_entry = pkg_entry.at("list", &dir)?;
+            if let Some(pkg) = pkg_entry
+                .file_name()
+                .to_str()
+                .and_then(|n| PackageName::new(n).ok())
+            {
+                out.push((ns.clone(), pkg));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Picks the entries to evict: past the age limit, then least recently used
+/// first until the object files fit under the size cap. An entry all of whose
+/// parts a root reaches is never chosen. Returns the entries, the bytes of
+/// object files before, and whether the cap is met after.
+fn choose_evictions(
+    store: &Store,
+    index: &Index,
+    protected: &HashSet<ObjectId>,
+    policy: &GcPolicy,
+) -> Result<(Vec<Entry>, u64, bool)> {
+    let now = SystemTime::now();
+    let mut total: u64 = 0;
+    for byte in 0..=u8::MAX {
+        for entry in walk::fanout_entries(store.layout(), byte)? {
+            if let FanoutEntry::Object(id) = entry
+                && let Ok(meta) = fs::symlink_metadata(store.object_path(&id))
+            {
+                total += meta.len();
+            }
+        }
+    }
+    let bytes_before = total;
+    let entries = index.entries()?;
+    let mut refcount: HashMap<ObjectId, u32> = HashMap::new();
+    for entry in &entries {
+        for part in entry.parts() {
+            *refcount.entry(part.id).or_default() += 1;
+        }
+    }
+    // (last use, entry): last use is the newest mtime among its parts, since
+    // reads and puts freshen them; an entry with a missing part is useless.
+    // (id, file bytes, older than the grace period) of each part.
+    type PartFiles = Vec<(ObjectId, u64, bool)>;
+    let mut by_use: Vec<(SystemTime, PartFiles, Entry)> = Vec::new();
+    for entry in entries {
+        let mut last_use = SystemTime::UNIX_EPOCH;
+        let mut parts = Vec::new();
+        let mut complete = true;
+        for part in entry.parts() {
+            match fs::symlink_metadata(store.object_path(&part.id)) {
+                Ok(meta) => {
+                    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                    last_use = last_use.max(mtime);
+                    let old = now
+                        .duration_since(mtime)
+                        .is_ok_and(|age| age >= policy.objects.grace);
+                    parts.push((part.id, meta.len(), old));
+                }
+                Err(_) => complete = false,
+            }
+        }
+        if !complete {
+            last_use = SystemTime::UNIX_EPOCH;
+        }
+        by_use.push((last_use, parts, entry));
+    }
+    by_use.sort_by_key(|(last_use, _, entry)| (*last_use, entry.key_hash()));
+    let mut chosen = Vec::new();
+    for (last_use, parts, entry) in by_use {
+        if !parts.is_empty() && parts.iter().all(|(id, _, _)| protected.contains(id)) {
+            continue;
+        }
+        let too_old = policy
+            .max_age
+            .is_some_and(|age| now.duration_since(last_use).is_ok_and(|a| a > age));
+        let too_big = policy.max_size.is_some_and(|cap| total > cap);
+        if !too_old && !too_big {
+            if policy.max_age.is_none() {
+                break;
+            }
+            continue;
+        }
+        for (id, len, old) in parts {
+            let count = refcount.entry(id).or_default();
+            *count = count.saturating_sub(1);
+            if *count == 0 && old && !protected.contains(&id) {
+                total = total.saturating_sub(len);
+            }
+        }
+        chosen.push(entry);
+    }
+    let within_cap = policy.max_size.is_none_or(|cap| total <= cap);
+    Ok((chosen, bytes_before, within_cap))
 }

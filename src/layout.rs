@@ -232,6 +232,11 @@ impl Layout {
         path
     }
 
+    /// The reflogs directory: `logs/<namespace>/<package>`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join(LOGS_DIR)
+    }
+
     /// The lock directory.
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join(LOCKS_DIR)

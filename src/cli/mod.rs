@@ -6,6 +6,7 @@
 
 mod entry;
 mod exists;
+mod gc;
 mod get;
 mod index;
 mod init;
@@ -15,6 +16,7 @@ mod put;
 mod refs;
 mod show;
 mod stats;
+mod units;
 mod verify;
 
 use std::io::{self, Write};
@@ -82,6 +84,8 @@ enum Command {
     Verify(verify::Args),
     /// Hits and misses per namespace and tier, and store size by kind
     Stats(stats::Args),
+    /// Remove what no root needs; evict old entries under a size cap or age limit
+    Gc(gc::Args),
     /// Put, get and show keyed entries: a composite key mapped to named parts
     Entry(entry::Args),
     /// Index statistics and compaction
@@ -127,6 +131,14 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_USAGE,
+            message: Some(message.into()),
+        }
+    }
+
     /// A failed operation (exit 1).
     pub fn failed(message: impl Into<String>) -> Failure {
         Failure {
@@ -218,6 +230,7 @@ pub fn main() -> ExitCode {
         Command::Exists(args) => exists::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
+        Command::Gc(args) => gc::run(&ctx, args),
         Command::Entry(args) => entry::run(&ctx, args),
         Command::Index(args) => index::run(&ctx, args),
     };

@@ -35,6 +35,7 @@
 //!   compaction (docs/ARCHITECTURE.md, "index rotation").
 //! - Files are unlinked only after the manifest no longer names them.
 
+mod entries;
 pub mod journal;
 pub mod manifest;
 pub mod record;

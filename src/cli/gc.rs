@@ -1,0 +1,154 @@
+//! `rask-store gc`: remove what no root needs.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use rask_store::gc::{self, GcMode, GcPolicy, GcProgress};
+use rask_store::{Index, Wait};
+
+use super::json::Value;
+use super::progress::ProgressLine;
+use super::units::{parse_duration, parse_size};
+use super::{Context, Failure, print_line};
+
+/// Remove objects that no ref, recent reflog entry, running build's pin or
+/// live index entry reaches and that are older than the grace period; with
+/// --max-size / --max-age, first evict least-recently-used index entries that
+/// no root needs. Index entries go before the objects they point to.
+///
+/// Safe beside running builds: gc waits for writers in flight, and never
+/// removes an object younger than the grace period.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Report what would be removed, and remove nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Keep unreachable objects younger than this (e.g. 30m, 2h, 1d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    grace: Duration,
+
+    /// Allow a grace period under one minute; only safe when no build is running
+    #[arg(long)]
+    force: bool,
+
+    /// Evict least-recently-used entries until objects total at most SIZE (e.g. 500M, 10G)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_size: Option<u64>,
+
+    /// Evict entries not used for this long (e.g. 30d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_age: Option<Duration>,
+
+    /// Reflog entries newer than this keep what they name (e.g. 1d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
+    reflog_keep: Duration,
+
+    /// Fail at once if writers hold the store, instead of waiting for them
+    #[arg(long)]
+    no_wait: bool,
+
+    /// Print one JSON object with what was kept, removed and reclaimed
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
+    if args.grace < Duration::from_secs(60) && !args.force {
+        return Err(Failure::usage(format!(
+            "--grace {}s would remove objects that running builds may be about to use; \
+             add --force if no build is running",
+            args.grace.as_secs()
+        )));
+    }
+    let store = ctx.open()?;
+    let index = Index::open(&store)?;
+    let mut policy = GcPolicy::default();
+    policy.objects.mode = if args.dry_run {
+        GcMode::DryRun
+    } else {
+        GcMode::Delete
+    };
+    policy.objects.grace = args.grace;
+    policy.max_size = args.max_size;
+    policy.max_age = args.max_age;
+    policy.reflog_keep = args.reflog_keep;
+    policy.wait = if args.no_wait {
+        Wait::NoWait
+    } else {
+        Wait::Block
+    };
+    let line = ProgressLine::stderr();
+    let report = gc::collect(&store, &index, policy, &|p: GcProgress| {
+        line.update(|| {
+            format!(
+                "gc: swept {}/256 directories, {} objects removed",
+                p.dirs_done, p.removed
+            )
+        })
+    })?;
+    line.finish();
+    store.flush()?;
+    let o = &report.objects;
+    let mut out = io::stdout().lock();
+    if args.json {
+        let value = Value::Obj(vec![
+            ("dry_run", Value::Bool(o.dry_run)),
+            ("roots_refs", (report.roots.refs as u64).into()),
+            ("roots_reflog", (report.roots.reflog as u64).into()),
+            ("roots_pins", (report.roots.pins as u64).into()),
+            (
+                "roots_entry_parts",
+                (report.roots.entry_parts as u64).into(),
+            ),
+            ("entries_kept", report.entries_kept.into()),
+            ("entries_removed", report.entries_evicted.into()),
+            ("objects_examined", o.examined.into()),
+            ("objects_reachable", o.reachable.into()),
+            ("objects_kept_young", o.kept_young.into()),
+            ("objects_removed", o.removed_objects.into()),
+            ("bytes_removed", o.removed_bytes.into()),
+            ("bytes_kept", o.kept_bytes.into()),
+            ("temp_files_removed", o.removed_temp_files.into()),
+            ("within_cap", Value::Bool(report.within_cap)),
+        ]);
+        print_line(&mut out, value.render())?;
+    } else {
+        let verb = if o.dry_run { "would remove" } else { "removed" };
+        print_line(
+            &mut out,
+            format_args!(
+                "roots: {} refs, {} reflog ids, {} pinned ids, {} entries ({} parts)",
+                report.roots.refs,
+                report.roots.reflog,
+                report.roots.pins,
+                report.entries_kept,
+                report.roots.entry_parts
+            ),
+        )?;
+        print_line(
+            &mut out,
+            format_args!(
+                "kept {} objects ({} reachable, {} younger than the grace period), {} bytes",
+                o.examined - o.removed_objects,
+                o.reachable.min(o.examined),
+                o.kept_young,
+                o.kept_bytes
+            ),
+        )?;
+        print_line(
+            &mut out,
+            format_args!(
+                "{verb} {} index entries, {} objects ({} bytes), {} stale temp files",
+                report.entries_evicted, o.removed_objects, o.removed_bytes, o.removed_temp_files
+            ),
+        )?;
+        if !report.within_cap {
+            print_line(
+                &mut out,
+                "the size cap is not met: what is left is reachable from roots or younger than the grace period",
+            )?;
+        }
+    }
+    out.flush().map_err(super::output_failure)
+}
