@@ -398,21 +398,31 @@ impl Index {
     /// # Errors
     /// [`Error::Io`], or a bad manifest.
     pub fn refresh(&self) -> Result<()> {
+        self.catch_up().map(|_| ())
+    }
+
+    /// As [`Index::refresh`]; true when anything new was found.
+    fn catch_up(&self) -> Result<bool> {
         let current = manifest::read(&self.layout)?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let same = match (&current, &state.journal) {
             (Some(m), Some(j)) => m.generation == j.generation(),
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(false),
             _ => false,
         };
         if same {
-            if let Some(journal) = state.journal.as_mut() {
-                journal.refresh()?;
+            match state.journal.as_mut() {
+                Some(journal) => {
+                    let before = journal.len();
+                    journal.refresh()?;
+                    Ok(journal.len() != before)
+                }
+                None => Ok(false),
             }
         } else {
             *state = load_state(&self.layout, self.options.access)?;
+            Ok(true)
         }
-        Ok(())
     }
 
     /// Looks a key up in the index alone, without touching part objects.
@@ -431,7 +441,9 @@ impl Index {
                 return Ok(found);
             }
         }
-        self.refresh()?;
+        if !self.catch_up()? {
+            return Ok(absent(key));
+        }
         let state = self.read_state();
         Ok(to_entry(resolve(&state, key)).unwrap_or_else(|| absent(key)))
     }
@@ -445,8 +457,7 @@ impl Index {
             let state = self.read_state();
             keys.iter().map(|k| to_entry(resolve(&state, k))).collect()
         };
-        if out.iter().any(Option::is_none) {
-            self.refresh()?;
+        if out.iter().any(Option::is_none) && self.catch_up()? {
             let state = self.read_state();
             for (slot, key) in out.iter_mut().zip(keys) {
                 if slot.is_none() {
@@ -474,10 +485,9 @@ impl Index {
                 .filter(|&i| !present(&state, &keys[i]))
                 .collect()
         };
-        if missing.is_empty() {
+        if missing.is_empty() || !self.catch_up()? {
             return Ok(missing);
         }
-        self.refresh()?;
         let state = self.read_state();
         Ok(missing
             .into_iter()

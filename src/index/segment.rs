@@ -257,15 +257,83 @@ impl Segment {
     ///
     /// `Ok(None)`: no slot has this hash. `Err(reason)`: a slot has it but
     /// its record is damaged.
+    ///
+    /// Key hashes are uniform, so the slot's position inside its fan-out
+    /// bucket is predicted from the hash's next bytes; the search gallops
+    /// out from the guess to bracket the slot, then bisects the bracket.
+    /// That touches a few neighbouring cache lines instead of a dozen
+    /// scattered ones. On damaged (unsorted) bytes it still ends, and at
+    /// worst misses.
     pub fn find(&self, hash: &KeyHash) -> std::result::Result<Option<&[u8]>, String> {
-        let first = usize::from(hash.as_bytes()[0]);
-        let mut lo = if first == 0 {
+        let want = &hash.as_bytes()[..];
+        let first = usize::from(want[0]);
+        let lo = if first == 0 {
             0
         } else {
             self.fanout(first - 1)
         };
-        let mut hi = self.fanout(first).min(self.count);
-        let want = &hash.as_bytes()[..];
+        let hi = self.fanout(first).min(self.count);
+        if lo >= hi {
+            return Ok(None);
+        }
+        let (mut lo, mut hi) = (lo, hi);
+        let mut rest = [0u8; 8];
+        rest[1..].copy_from_slice(&want[1..8]);
+        let fraction = u64::from_be_bytes(rest); // uniform in [0, 2^56)
+        let guess = lo + ((u128::from(fraction) * (hi - lo) as u128) >> 56) as usize;
+        let guess = guess.min(hi - 1);
+        let Some(at_guess) = self.slot_hash(guess) else {
+            return Ok(None);
+        };
+        match at_guess.cmp(want) {
+            std::cmp::Ordering::Equal => return self.record_at(guess).map(Some),
+            std::cmp::Ordering::Less => {
+                // The slot is after `guess`: gallop right.
+                let mut step = 1;
+                let mut last_below = guess;
+                loop {
+                    let probe = last_below + step;
+                    if probe >= hi {
+                        break;
+                    }
+                    match self.slot_hash(probe).map(|s| s.cmp(want)) {
+                        Some(std::cmp::Ordering::Less) => last_below = probe,
+                        Some(std::cmp::Ordering::Equal) => {
+                            return self.record_at(probe).map(Some);
+                        }
+                        _ => {
+                            hi = probe;
+                            break;
+                        }
+                    }
+                    step *= 2;
+                }
+                lo = last_below + 1;
+            }
+            std::cmp::Ordering::Greater => {
+                // The slot is before `guess`: gallop left.
+                let mut step = 1;
+                let mut first_above = guess;
+                loop {
+                    if first_above < lo + step {
+                        break;
+                    }
+                    let probe = first_above - step;
+                    match self.slot_hash(probe).map(|s| s.cmp(want)) {
+                        Some(std::cmp::Ordering::Greater) => first_above = probe,
+                        Some(std::cmp::Ordering::Equal) => {
+                            return self.record_at(probe).map(Some);
+                        }
+                        _ => {
+                            lo = probe + 1;
+                            break;
+                        }
+                    }
+                    step *= 2;
+                }
+                hi = first_above;
+            }
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let Some(slot) = self.slot_hash(mid) else {

@@ -1,0 +1,140 @@
+//! A large index: every entry stays findable through many automatic
+//! compactions. Run by hand (it is slow): prints lookup and batch figures.
+//!
+//! `RASK_INDEX_SCALE_N=1000000 cargo test --release --test index_scale -- --ignored --nocapture`
+
+use std::time::Instant;
+
+use rask_store::index::PartRef;
+use rask_store::{Component, Durability, Index, Key, Kind, Namespace, Store, StoreOptions};
+
+fn key(i: u64) -> Key {
+    Key::new(
+        Namespace::new("rask-0.4+release").unwrap(),
+        vec![
+            Component::str("std"),
+            Component::str("sort"),
+            Component::List(vec![Component::str("i32")]),
+            Component::Hash(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+#[ignore = "slow; run by hand for figures"]
+fn a_large_index_finds_every_entry() {
+    let n: u64 = std::env::var("RASK_INDEX_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(
+        dir.path().join("cache"),
+        StoreOptions::with_durability(Durability::None),
+    )
+    .unwrap();
+    let index = Index::open(&store).unwrap();
+    let object = store
+        .put_object(Kind::Instance, &[], b"shared part")
+        .unwrap();
+    let keys: Vec<Key> = (0..n).map(key).collect();
+    let start = Instant::now();
+    for k in &keys {
+        let part = PartRef {
+            name: "ast".into(),
+            id: object,
+            size: 11,
+        };
+        index.put_entry(&store, k, vec![part]).unwrap();
+    }
+    let put_time = start.elapsed();
+    let start = Instant::now();
+    index.compact().unwrap();
+    let compact_time = start.elapsed();
+    drop(index);
+
+    let start = Instant::now();
+    let index = Index::open(&store).unwrap();
+    let first = index.lookup(&keys[n as usize / 2]).unwrap();
+    let open_time = start.elapsed();
+    assert!(first.is_hit());
+
+    let mut lat = Vec::with_capacity(keys.len());
+    for k in keys.iter().step_by(7) {
+        let t = Instant::now();
+        let hit = index.lookup(k).unwrap();
+        lat.push(t.elapsed());
+        assert!(hit.is_hit());
+    }
+    lat.sort();
+    let p50 = lat[lat.len() / 2];
+    let p99 = lat[lat.len() * 99 / 100];
+
+    let batch: Vec<Key> = (0..20_000u64)
+        .map(|i| {
+            if i % 2 == 0 {
+                key(i * 13 % n)
+            } else {
+                key(n + i)
+            }
+        })
+        .collect();
+    // The machine may be shared: the best of a few runs.
+    let mut find_missing_time = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let missing = index.find_missing(&batch).unwrap();
+        find_missing_time = find_missing_time.min(t.elapsed());
+        assert_eq!(missing.len(), 10_000);
+    }
+
+    println!(
+        "entries {n}: put {:.1} µs/entry, final compact {:?}, open+1 lookup {:?}, lookup p50 {:?} \
+         p99 {:?}, find_missing 20k {:?}",
+        put_time.as_secs_f64() * 1e6 / n as f64,
+        compact_time,
+        open_time,
+        p50,
+        p99,
+        find_missing_time
+    );
+    {
+        use rask_store::index::segment::{Access, Segment};
+        let stats = index.stats().unwrap();
+        let seg = Segment::open(&stats.segments[0].path, stats.generation, Access::Map).unwrap();
+        let hashes: Vec<_> = keys.iter().step_by(7).map(|k| k.hash()).collect();
+        for round in 0..3 {
+            let t = Instant::now();
+            let mut found = 0;
+            for h in &hashes {
+                if seg.find(h).unwrap().is_some() {
+                    found += 1;
+                }
+            }
+            let find_ns = t.elapsed().as_nanos() as f64 / hashes.len() as f64;
+            let t = Instant::now();
+            for k in keys.iter().step_by(7) {
+                assert!(index.lookup(k).unwrap().is_hit());
+            }
+            let lookup_ns = t.elapsed().as_nanos() as f64 / hashes.len() as f64;
+            let bodies: Vec<Vec<u8>> = hashes
+                .iter()
+                .take(10000)
+                .map(|h| seg.find(h).unwrap().unwrap().to_vec())
+                .collect();
+            let t = Instant::now();
+            let mut x = 0u8;
+            for b in &bodies {
+                x ^= blake3::hash(b).as_bytes()[0];
+            }
+            let sum_ns = t.elapsed().as_nanos() as f64 / bodies.len() as f64;
+            println!(
+                "round {round}: find {find_ns:.0} ns, lookup {lookup_ns:.0} ns, blake3({} B) {sum_ns:.0} ns {x} {found}",
+                bodies[0].len()
+            );
+        }
+    }
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.entries, n);
+}
