@@ -62,6 +62,9 @@ use crate::object::Kind;
 use crate::publish::{self, Durability, SyncQueue};
 use crate::store::Store;
 
+/// How many times an append re-reads a rotated manifest before giving up.
+const MAX_APPEND_ATTEMPTS: u32 = 1000;
+
 /// Journals smaller than this are never compacted automatically.
 pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 4 << 20;
 
@@ -679,6 +682,7 @@ impl Index {
     fn append(&self, framed: &[u8]) -> Result<()> {
         {
             let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut attempts = 0;
             loop {
                 {
                     let state = self.read_state();
@@ -704,9 +708,17 @@ impl Index {
                     }
                 }
                 // No journal yet, or it was rotated: catch up and retry.
-                if manifest::read(&self.layout)?.is_none() {
-                    self.initialize()?;
+                attempts += 1;
+                if attempts > MAX_APPEND_ATTEMPTS {
+                    return Err(Error::io(
+                        "append to the index journal",
+                        self.layout.index_manifest(),
+                        std::io::Error::other(
+                            "the current journal kept changing or could not be opened",
+                        ),
+                    ));
                 }
+                self.initialize()?;
                 self.refresh()?;
             }
         };
@@ -751,11 +763,21 @@ impl Index {
         Ok(())
     }
 
-    /// Creates journal 0 and the first manifest, if no manifest exists.
+    /// Creates journal 0 and the first manifest if no manifest exists, or
+    /// an empty journal for the manifest's generation if its file is gone.
     fn initialize(&self) -> Result<()> {
+        if let Some(m) = manifest::read(&self.layout)?
+            && self.layout.index_journal(m.generation).exists()
+        {
+            return Ok(());
+        }
         let lock = self.compact_lock()?;
         lock.lock().at("lock", &self.layout.index_compact_lock())?;
-        if manifest::read(&self.layout)?.is_none() {
+        if let Some(m) = manifest::read(&self.layout)? {
+            if !self.layout.index_journal(m.generation).exists() {
+                self.create_journal(m.generation)?;
+            }
+        } else {
             self.create_journal(0)?;
             manifest::write(
                 &self.layout,
