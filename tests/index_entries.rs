@@ -232,12 +232,18 @@ impl Rng {
 
 #[test]
 fn random_operations_match_a_model() {
+    let mut saw_delta = 0;
     for seed in [1u64, 0xdead_beef, 42, 7_777_777] {
-        run_model(seed);
+        saw_delta += run_model(seed);
     }
+    assert!(
+        saw_delta > 0,
+        "no step ran with a delta segment beside the base"
+    );
 }
 
-fn run_model(seed: u64) {
+/// Returns how many checks saw two live segments (base + delta).
+fn run_model(seed: u64) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(
         dir.path().join("cache"),
@@ -248,6 +254,7 @@ fn run_model(seed: u64) {
     let mut index = Index::open_with(&store, options).unwrap();
     let mut model: BTreeMap<u64, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     let mut rng = Rng(seed);
+    let mut saw_delta = 0;
     for step in 0..1500 {
         let k = rng.below(120);
         match rng.below(100) {
@@ -274,6 +281,9 @@ fn run_model(seed: u64) {
                 );
             }
             60..=89 => {
+                if index.stats().unwrap().segments.len() == 2 {
+                    saw_delta += 1;
+                }
                 let got = index.get_all(&store, &key("m", k)).unwrap();
                 match (model.get(&k), got) {
                     (Some(want), Lookup::Hit(parts)) => {
@@ -318,4 +328,5 @@ fn run_model(seed: u64) {
         "seed {seed}"
     );
     assert!(index.check().unwrap().is_empty(), "seed {seed}");
+    saw_delta
 }

@@ -86,8 +86,7 @@ pub struct IndexOptions {
     pub access: Access,
     /// Whether appends start compactions.
     pub auto_compact: AutoCompact,
-    /// A journal is compacted automatically once it is larger than this and
-    /// than a quarter of the live segments' size.
+    /// A journal is compacted automatically once it is larger than this.
     pub compact_min_bytes: u64,
 }
 
@@ -317,7 +316,7 @@ pub struct IndexStats {
 pub struct CompactReport {
     /// The new generation.
     pub generation: u64,
-    /// Entries in the new segment.
+    /// Records in the new segment (a delta segment may hold removes).
     pub entries: u64,
     /// Segments and journal records merged.
     pub merged_segments: usize,
@@ -733,20 +732,12 @@ impl Index {
                 None => 0,
             }
         };
-        if self.options.auto_compact == AutoCompact::On && journal_len > self.compact_threshold() {
+        if self.options.auto_compact == AutoCompact::On
+            && journal_len > self.options.compact_min_bytes
+        {
             self.compact_if_free()?;
         }
         Ok(())
-    }
-
-    fn compact_threshold(&self) -> u64 {
-        let segments: u64 = self
-            .read_state()
-            .segments
-            .iter()
-            .map(Segment::file_len)
-            .sum();
-        self.options.compact_min_bytes.max(segments / 4)
     }
 
     /// Makes appended records durable (for [`Durability::Batch`]).
@@ -830,7 +821,7 @@ impl Index {
     pub fn compact(&self) -> Result<CompactReport> {
         let lock = self.compact_lock()?;
         lock.lock().at("lock", &self.layout.index_compact_lock())?;
-        let report = self.compact_locked()?;
+        let report = self.compact_locked(Trigger::OnDemand)?;
         drop(lock);
         self.refresh()?;
         Ok(report)
@@ -845,12 +836,12 @@ impl Index {
                 return Err(Error::io("lock", self.layout.index_compact_lock(), e));
             }
         }
-        self.compact_locked()?;
+        self.compact_locked(Trigger::Auto)?;
         drop(lock);
         self.refresh()
     }
 
-    fn compact_locked(&self) -> Result<CompactReport> {
+    fn compact_locked(&self, trigger: Trigger) -> Result<CompactReport> {
         let layout = &self.layout;
         let Some(current) = manifest::read(layout)? else {
             self.create_journal(0)?;
@@ -910,16 +901,20 @@ impl Index {
                             .at("set aside the unreadable journal", j.path())?;
                         quarantined.push(bad);
                     }
-                    self.merge_and_publish(&current, &segments, Some(j), quarantined)
+                    let scope = scope(trigger, &segments, j.len());
+                    self.merge_and_publish(&current, &segments, scope, Some(j), quarantined)
                 });
                 j.unlock();
                 result
             }
-            None => self.merge_and_publish(&current, &segments, None, quarantined),
+            None => {
+                let scope = scope(trigger, &segments, 0);
+                self.merge_and_publish(&current, &segments, scope, None, quarantined)
+            }
         };
-        let report = result?;
+        let (report, manifest) = result?;
         // The new manifest is published: the old files are no longer named.
-        self.sweep(report.generation);
+        self.sweep(&manifest);
         Ok(report)
     }
 
@@ -927,17 +922,24 @@ impl Index {
         &self,
         current: &Manifest,
         segments: &[Segment],
+        scope: Scope,
         journal: Option<&Journal>,
         quarantined: Vec<PathBuf>,
-    ) -> Result<CompactReport> {
+    ) -> Result<(CompactReport, Manifest)> {
         let layout = &self.layout;
-        let mut merged: HashMap<KeyHash, Option<&[u8]>> = HashMap::new();
+        let (kept, merging) = match scope {
+            Scope::Full => (&segments[..0], segments),
+            Scope::Delta => segments.split_at(segments.len().min(1)),
+        };
+        // Key hash -> newest record body; removes are kept as shadows
+        // unless nothing older survives the merge.
+        let mut merged: HashMap<KeyHash, (&[u8], bool)> = HashMap::new();
         let mut dropped = 0u64;
-        for seg in segments {
+        for seg in merging {
             for (hash, rec) in seg.iter() {
                 match rec.and_then(|body| record::view(body).map(|v| (body, v))) {
                     Ok((body, view)) if view.key_hash == hash => {
-                        merged.insert(hash, view.parts.map(|_| body));
+                        merged.insert(hash, (body, view.parts.is_some()));
                     }
                     _ => dropped += 1,
                 }
@@ -947,17 +949,19 @@ impl Index {
         if let Some(j) = journal {
             journal_records = j.records();
             for (hash, body) in j.latest() {
-                let put = record::view(body).ok().and_then(|v| v.parts);
-                merged.insert(*hash, put.map(|_| body));
+                let put = record::view(body).ok().and_then(|v| v.parts).is_some();
+                merged.insert(*hash, (body, put));
             }
         }
+        let keep_removes = !kept.is_empty();
         let mut live: Vec<(KeyHash, &[u8])> = merged
             .into_iter()
-            .filter_map(|(h, body)| body.map(|b| (h, b)))
+            .filter(|(_, (_, put))| *put || keep_removes)
+            .map(|(h, (body, _))| (h, body))
             .collect();
         live.sort_unstable_by_key(|(hash, _)| *hash);
         let generation = current.generation + 1;
-        let mut new_segments = Vec::new();
+        let mut new_segments: Vec<u64> = kept.iter().map(Segment::generation).collect();
         if !live.is_empty() {
             let mut temp = publish::temp_file(layout.tmp_dir(), "seg-")?;
             let temp_path = temp.path().to_path_buf();
@@ -972,41 +976,40 @@ impl Index {
             new_segments.push(generation);
         }
         self.create_journal(generation)?;
-        manifest::write(
-            layout,
-            &Manifest {
-                generation,
-                segments: new_segments,
-            },
-            self.file_durability(),
-        )?;
-        Ok(CompactReport {
+        let manifest = Manifest {
+            generation,
+            segments: new_segments,
+        };
+        manifest::write(layout, &manifest, self.file_durability())?;
+        let report = CompactReport {
             generation,
             entries: live.len() as u64,
-            merged_segments: segments.len(),
+            merged_segments: merging.len(),
             journal_records,
             dropped_damaged: dropped,
             quarantined,
-        })
+        };
+        Ok((report, manifest))
     }
 
-    /// Unlinks segment and journal files the manifest of `generation` does
-    /// not name. Runs under the compaction lock; failures are ignored (a
-    /// later compaction retries).
-    fn sweep(&self, generation: u64) {
+    /// Unlinks segment and journal files `manifest` does not name. Runs
+    /// under the compaction lock; failures are ignored (a later compaction
+    /// retries).
+    fn sweep(&self, manifest: &Manifest) {
         let Ok(dir) = fs::read_dir(self.layout.index_dir()) else {
             return;
         };
-        let keep_segment = self.layout.index_segment(generation);
-        let keep_journal = self.layout.index_journal(generation);
+        let mut keep: Vec<PathBuf> = manifest
+            .segments
+            .iter()
+            .map(|&g| self.layout.index_segment(g))
+            .collect();
+        keep.push(self.layout.index_journal(manifest.generation));
         for entry in dir.flatten() {
             let path = entry.path();
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if Layout::index_file_generation(name).is_some()
-                && path != keep_segment
-                && path != keep_journal
-            {
+            if Layout::index_file_generation(name).is_some() && !keep.contains(&path) {
                 let _ = fs::remove_file(&path);
             }
         }
@@ -1028,14 +1031,22 @@ impl Index {
             }
         }
         let in_journal = |hash: &KeyHash| state.journal.as_ref().is_some_and(|j| j.contains(hash));
-        if let [only] = &state.segments[..] {
+        // A lone segment with nothing missing beside it is a full merge: no removes.
+        if let ([only], true) = (&state.segments[..], state.problems.is_empty()) {
             entries += only.iter().filter(|(h, _)| !in_journal(h)).count() as u64;
         } else {
+            // Newest first; a delta segment may hold removes that shadow the base.
             let mut seen = std::collections::HashSet::new();
             for seg in state.segments.iter().rev() {
-                for (hash, _) in seg.iter() {
+                for (hash, rec) in seg.iter() {
                     if !in_journal(&hash) && seen.insert(hash) {
-                        entries += 1;
+                        let put = rec
+                            .ok()
+                            .and_then(|body| record::view(body).ok())
+                            .is_some_and(|v| v.parts.is_some());
+                        if put {
+                            entries += 1;
+                        }
                     }
                 }
             }
@@ -1130,6 +1141,41 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// Who asked for a compaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    /// `Index::compact`: always merge everything.
+    OnDemand,
+    /// An append passed the journal threshold.
+    Auto,
+}
+
+/// What a compaction merges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Everything into one segment; removed keys are dropped.
+    Full,
+    /// The journal and the delta segment (all but the oldest segment) into
+    /// a new delta; the oldest (base) segment is kept as it is.
+    Delta,
+}
+
+/// Automatic compactions keep the journal small (so opening stays cheap)
+/// by folding it into a delta segment, and merge into the base segment only
+/// once the delta and journal reach a quarter of it, so the big base is
+/// rewritten rarely. At most two segments are live.
+fn scope(trigger: Trigger, segments: &[Segment], journal_len: u64) -> Scope {
+    let Some((base, deltas)) = segments.split_first() else {
+        return Scope::Full;
+    };
+    let upper: u64 = deltas.iter().map(Segment::file_len).sum::<u64>() + journal_len;
+    if trigger == Trigger::OnDemand || upper > base.file_len() / 4 {
+        Scope::Full
+    } else {
+        Scope::Delta
     }
 }
 
