@@ -99,42 +99,5 @@ fn a_large_index_finds_every_entry() {
         p99,
         find_missing_time
     );
-    {
-        use rask_store::index::segment::{Access, Segment};
-        let stats = index.stats().unwrap();
-        let seg = Segment::open(&stats.segments[0].path, stats.generation, Access::Map).unwrap();
-        let hashes: Vec<_> = keys.iter().step_by(7).map(|k| k.hash()).collect();
-        for round in 0..3 {
-            let t = Instant::now();
-            let mut found = 0;
-            for h in &hashes {
-                if seg.find(h).unwrap().is_some() {
-                    found += 1;
-                }
-            }
-            let find_ns = t.elapsed().as_nanos() as f64 / hashes.len() as f64;
-            let t = Instant::now();
-            for k in keys.iter().step_by(7) {
-                assert!(index.lookup(k).unwrap().is_hit());
-            }
-            let lookup_ns = t.elapsed().as_nanos() as f64 / hashes.len() as f64;
-            let bodies: Vec<Vec<u8>> = hashes
-                .iter()
-                .take(10000)
-                .map(|h| seg.find(h).unwrap().unwrap().to_vec())
-                .collect();
-            let t = Instant::now();
-            let mut x = 0u8;
-            for b in &bodies {
-                x ^= blake3::hash(b).as_bytes()[0];
-            }
-            let sum_ns = t.elapsed().as_nanos() as f64 / bodies.len() as f64;
-            println!(
-                "round {round}: find {find_ns:.0} ns, lookup {lookup_ns:.0} ns, blake3({} B) {sum_ns:.0} ns {x} {found}",
-                bodies[0].len()
-            );
-        }
-    }
-    let stats = index.stats().unwrap();
-    assert_eq!(stats.entries, n);
+    assert_eq!(index.stats().unwrap().entries, n);
 }
