@@ -423,6 +423,17 @@ pub fn write(
     generation: u64,
     records: &[(KeyHash, &[u8])],
 ) -> Result<()> {
+    if records.len() > u32::MAX as usize {
+        return Err(Error::io(
+            "write the index segment",
+            path,
+            std::io::Error::other(format!(
+                "{} entries do not fit one segment (at most {})",
+                records.len(),
+                u32::MAX
+            )),
+        ));
+    }
     let frame_len = |body: &[u8]| (record::FRAME_HEADER_LEN + body.len()) as u64;
     let records_len: u64 = records.iter().map(|(_, b)| frame_len(b)).sum();
     let mut header = [0u8; HEADER_LEN];
