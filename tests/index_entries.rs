@@ -330,3 +330,42 @@ fn run_model(seed: u64) -> usize {
     assert!(index.check().unwrap().is_empty(), "seed {seed}");
     saw_delta
 }
+
+#[test]
+fn a_batch_put_publishes_every_entry_and_skips_unchanged_ones() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let object = store.put_object(Kind::Memo, &[], b"42").unwrap();
+    let part = || {
+        vec![rask_store::PartRef {
+            name: "v".into(),
+            id: object,
+            size: 2,
+        }]
+    };
+    index.put_entry(&store, &key("b", 0), part()).unwrap();
+    let batch: Vec<(Key, Vec<rask_store::PartRef>)> =
+        (0..3000).map(|n| (key("b", n), part())).collect();
+    let outcomes = index.put_entries(&store, batch).unwrap();
+    assert!(matches!(outcomes[0], PutOutcome::Unchanged(_)));
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, PutOutcome::Written(_)))
+    );
+    let keys: Vec<Key> = (0..3000).map(|n| key("b", n)).collect();
+    assert!(index.find_missing(&keys).unwrap().is_empty());
+    let index = Index::open(&store).unwrap();
+    assert!(index.find_missing(&keys).unwrap().is_empty());
+    assert_eq!(index.stats().unwrap().entries, 3000);
+
+    let missing = rask_store::PartRef {
+        name: "v".into(),
+        id: rask_store::object::compute_id(Kind::Memo, &[], b"never stored"),
+        size: 12,
+    };
+    let err = index
+        .put_entries(&store, vec![(key("b", 5000), vec![missing])])
+        .unwrap_err();
+    assert!(err.to_string().contains("not in the store"), "{err}");
+}

@@ -88,6 +88,9 @@ use crate::store::Store;
 /// How many times an append re-reads a rotated manifest before giving up.
 const MAX_APPEND_ATTEMPTS: u32 = 1000;
 
+/// Most bytes [`Index::put_entries`] hands to one `write`.
+pub const BATCH_WRITE_LIMIT: usize = 1 << 20;
+
 /// Journals smaller than this are never compacted automatically.
 pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 4 << 20;
 
@@ -668,6 +671,61 @@ impl Index {
         self.publish(key, parts)
     }
 
+    /// Publishes many entries whose part objects are already in `store`,
+    /// appending their records in as few `write` calls as possible (each
+    /// call holds whole records, up to [`BATCH_WRITE_LIMIT`] bytes). The
+    /// outcomes are in the order of `entries`.
+    ///
+    /// # Errors
+    /// As [`Index::put_entry`]; nothing is appended if any entry is invalid.
+    pub fn put_entries(
+        &self,
+        store: &Store,
+        entries: Vec<(Key, Vec<PartRef>)>,
+    ) -> Result<Vec<PutOutcome>> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        {
+            let state = self.read_state();
+            for (key, parts) in entries {
+                for part in &parts {
+                    if !store.contains_object(&part.id)? {
+                        return Err(Error::InvalidEntry {
+                            reason: format!(
+                                "part {:?} of {key} names object {}, which is not in the store",
+                                part.name, part.id
+                            ),
+                        });
+                    }
+                }
+                let parts = record::normalize_parts(parts)
+                    .map_err(|reason| Error::InvalidEntry { reason })?;
+                let body = record::encode_put(&key.hash(), key.encoding(), &parts);
+                let id = record::entry_id(&body[1 + crate::key::KEY_HASH_LEN..], &parts);
+                if let Some(Lookup::Hit(current)) = to_entry(resolve(&state, &key))
+                    && current.id() == id
+                {
+                    outcomes.push(PutOutcome::Unchanged(id));
+                    continue;
+                }
+                outcomes.push(PutOutcome::Written(id));
+                frames.push(record::frame(&body));
+            }
+        }
+        let mut batch = Vec::new();
+        for frame in frames {
+            if !batch.is_empty() && batch.len() + frame.len() > BATCH_WRITE_LIMIT {
+                self.append(&batch)?;
+                batch.clear();
+            }
+            batch.extend_from_slice(&frame);
+        }
+        if !batch.is_empty() {
+            self.append(&batch)?;
+        }
+        Ok(outcomes)
+    }
+
     fn publish(&self, key: &Key, parts: Vec<PartRef>) -> Result<PutOutcome> {
         let parts =
             record::normalize_parts(parts).map_err(|reason| Error::InvalidEntry { reason })?;
@@ -705,7 +763,7 @@ impl Index {
         Ok(true)
     }
 
-    /// Appends a framed record to the current journal (see the rotation
+    /// Appends framed records to the current journal (see the rotation
     /// protocol in the module docs), then compacts if the journal grew past
     /// the threshold.
     fn append(&self, framed: &[u8]) -> Result<()> {
