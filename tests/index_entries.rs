@@ -369,3 +369,26 @@ fn a_batch_put_publishes_every_entry_and_skips_unchanged_ones() {
         .unwrap_err();
     assert!(err.to_string().contains("not in the store"), "{err}");
 }
+
+#[test]
+fn one_index_serves_many_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    send_sync(&index);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (index, store) = (&index, &store);
+            s.spawn(move || {
+                for n in 0..200 {
+                    let k = key("threads", t * 1000 + n);
+                    index
+                        .put(store, &k, Kind::Blob, &[("v", &n.to_le_bytes())])
+                        .unwrap();
+                    assert!(index.lookup(&k).unwrap().is_hit());
+                }
+            });
+        }
+    });
+    assert_eq!(index.stats().unwrap().entries, 800);
+}
