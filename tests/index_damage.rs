@@ -236,3 +236,23 @@ fn a_journal_with_a_bad_header_is_reported_and_replaced_by_compaction() {
     assert_eq!(assert_never_wrong(&index, &store, 0..4), 1);
     assert!(index.stats().unwrap().problems.is_empty());
 }
+
+#[test]
+fn a_deleted_journal_is_reported_and_recreated_by_the_next_put() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    put_range(&index, &store, 0..4);
+    index.compact().unwrap();
+    put_range(&index, &store, 4..6);
+    drop(index);
+    fs::remove_file(journal_path(&store)).unwrap();
+
+    let index = Index::open(&store).unwrap();
+    assert_eq!(index.stats().unwrap().problems.len(), 1);
+    assert_eq!(assert_never_wrong(&index, &store, 0..6), 4);
+    put_range(&index, &store, 6..8);
+    assert_eq!(assert_never_wrong(&index, &store, 0..8), 6);
+    let index = Index::open(&store).unwrap();
+    assert!(index.stats().unwrap().problems.is_empty());
+    assert_eq!(assert_never_wrong(&index, &store, 0..8), 6);
+}

@@ -232,12 +232,18 @@ impl Rng {
 
 #[test]
 fn random_operations_match_a_model() {
+    let mut saw_delta = 0;
     for seed in [1u64, 0xdead_beef, 42, 7_777_777] {
-        run_model(seed);
+        saw_delta += run_model(seed);
     }
+    assert!(
+        saw_delta > 0,
+        "no step ran with a delta segment beside the base"
+    );
 }
 
-fn run_model(seed: u64) {
+/// Returns how many checks saw two live segments (base + delta).
+fn run_model(seed: u64) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(
         dir.path().join("cache"),
@@ -248,6 +254,7 @@ fn run_model(seed: u64) {
     let mut index = Index::open_with(&store, options).unwrap();
     let mut model: BTreeMap<u64, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     let mut rng = Rng(seed);
+    let mut saw_delta = 0;
     for step in 0..1500 {
         let k = rng.below(120);
         match rng.below(100) {
@@ -274,6 +281,9 @@ fn run_model(seed: u64) {
                 );
             }
             60..=89 => {
+                if index.stats().unwrap().segments.len() == 2 {
+                    saw_delta += 1;
+                }
                 let got = index.get_all(&store, &key("m", k)).unwrap();
                 match (model.get(&k), got) {
                     (Some(want), Lookup::Hit(parts)) => {
@@ -318,4 +328,67 @@ fn run_model(seed: u64) {
         "seed {seed}"
     );
     assert!(index.check().unwrap().is_empty(), "seed {seed}");
+    saw_delta
+}
+
+#[test]
+fn a_batch_put_publishes_every_entry_and_skips_unchanged_ones() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let object = store.put_object(Kind::Memo, &[], b"42").unwrap();
+    let part = || {
+        vec![rask_store::PartRef {
+            name: "v".into(),
+            id: object,
+            size: 2,
+        }]
+    };
+    index.put_entry(&store, &key("b", 0), part()).unwrap();
+    let batch: Vec<(Key, Vec<rask_store::PartRef>)> =
+        (0..3000).map(|n| (key("b", n), part())).collect();
+    let outcomes = index.put_entries(&store, batch).unwrap();
+    assert!(matches!(outcomes[0], PutOutcome::Unchanged(_)));
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, PutOutcome::Written(_)))
+    );
+    let keys: Vec<Key> = (0..3000).map(|n| key("b", n)).collect();
+    assert!(index.find_missing(&keys).unwrap().is_empty());
+    let index = Index::open(&store).unwrap();
+    assert!(index.find_missing(&keys).unwrap().is_empty());
+    assert_eq!(index.stats().unwrap().entries, 3000);
+
+    let missing = rask_store::PartRef {
+        name: "v".into(),
+        id: rask_store::object::compute_id(Kind::Memo, &[], b"never stored"),
+        size: 12,
+    };
+    let err = index
+        .put_entries(&store, vec![(key("b", 5000), vec![missing])])
+        .unwrap_err();
+    assert!(err.to_string().contains("not in the store"), "{err}");
+}
+
+#[test]
+fn one_index_serves_many_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    send_sync(&index);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (index, store) = (&index, &store);
+            s.spawn(move || {
+                for n in 0..200 {
+                    let k = key("threads", t * 1000 + n);
+                    index
+                        .put(store, &k, Kind::Blob, &[("v", &n.to_le_bytes())])
+                        .unwrap();
+                    assert!(index.lookup(&k).unwrap().is_hit());
+                }
+            });
+        }
+    });
+    assert_eq!(index.stats().unwrap().entries, 800);
 }

@@ -311,7 +311,7 @@ impl Journal {
         self.header_problem.as_ref()
     }
 
-    /// Appends one framed record in a single `write`.
+    /// Appends framed records (one, or a batch of whole ones) in a single `write`.
     ///
     /// The caller holds the shared lock (see [`Journal::lock_shared`]).
     ///

@@ -2,6 +2,29 @@
 //! parts, each an object id and size), across processes, in well under a
 //! microsecond per lookup.
 //!
+//! ```
+//! use rask_store::{Component, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), rask_store::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(dir.path().join(".rask-cache"), StoreOptions::default())?;
+//! let index = Index::open(&store)?;
+//! let key = Key::new(
+//!     Namespace::new("rask-0.4+release")?,
+//!     vec![
+//!         Component::str("std"),
+//!         Component::str("sort"),
+//!         Component::List(vec![Component::str("i32")]),
+//!         Component::Hash([7; 32]), // body hash
+//!     ],
+//! )?;
+//! index.put(&store, &key, Kind::Instance, &[("ast", b"..."), ("meta", b"{}")])?;
+//!
+//! assert_eq!(index.get(&store, &key, "ast")?, Lookup::Hit(b"...".to_vec()));
+//! assert_eq!(index.find_missing(&[key])?, Vec::<usize>::new());
+//! # Ok(()) }
+//! ```
+//!
 //! # Files (under `index/`, see [`crate::layout`])
 //!
 //! - `manifest` ([`manifest`]) names the live segments and the current journal;
@@ -63,6 +86,12 @@ use crate::object::Kind;
 use crate::publish::{self, Durability, SyncQueue};
 use crate::store::Store;
 
+/// How many times an append re-reads a rotated manifest before giving up.
+const MAX_APPEND_ATTEMPTS: u32 = 1000;
+
+/// Most bytes [`Index::put_entries`] hands to one `write`.
+pub const BATCH_WRITE_LIMIT: usize = 1 << 20;
+
 /// Journals smaller than this are never compacted automatically.
 pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 4 << 20;
 
@@ -84,8 +113,7 @@ pub struct IndexOptions {
     pub access: Access,
     /// Whether appends start compactions.
     pub auto_compact: AutoCompact,
-    /// A journal is compacted automatically once it is larger than this and
-    /// than a quarter of the live segments' size.
+    /// A journal is compacted automatically once it is larger than this.
     pub compact_min_bytes: u64,
 }
 
@@ -315,7 +343,7 @@ pub struct IndexStats {
 pub struct CompactReport {
     /// The new generation.
     pub generation: u64,
-    /// Entries in the new segment.
+    /// Records in the new segment (a delta segment may hold removes).
     pub entries: u64,
     /// Segments and journal records merged.
     pub merged_segments: usize,
@@ -399,21 +427,31 @@ impl Index {
     /// # Errors
     /// [`Error::Io`], or a bad manifest.
     pub fn refresh(&self) -> Result<()> {
+        self.catch_up().map(|_| ())
+    }
+
+    /// As [`Index::refresh`]; true when anything new was found.
+    fn catch_up(&self) -> Result<bool> {
         let current = manifest::read(&self.layout)?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let same = match (&current, &state.journal) {
             (Some(m), Some(j)) => m.generation == j.generation(),
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(false),
             _ => false,
         };
         if same {
-            if let Some(journal) = state.journal.as_mut() {
-                journal.refresh()?;
+            match state.journal.as_mut() {
+                Some(journal) => {
+                    let before = journal.len();
+                    journal.refresh()?;
+                    Ok(journal.len() != before)
+                }
+                None => Ok(false),
             }
         } else {
             *state = load_state(&self.layout, self.options.access)?;
+            Ok(true)
         }
-        Ok(())
     }
 
     /// Looks a key up in the index alone, without touching part objects.
@@ -432,7 +470,9 @@ impl Index {
                 return Ok(found);
             }
         }
-        self.refresh()?;
+        if !self.catch_up()? {
+            return Ok(absent(key));
+        }
         let state = self.read_state();
         Ok(to_entry(resolve(&state, key)).unwrap_or_else(|| absent(key)))
     }
@@ -446,8 +486,7 @@ impl Index {
             let state = self.read_state();
             keys.iter().map(|k| to_entry(resolve(&state, k))).collect()
         };
-        if out.iter().any(Option::is_none) {
-            self.refresh()?;
+        if out.iter().any(Option::is_none) && self.catch_up()? {
             let state = self.read_state();
             for (slot, key) in out.iter_mut().zip(keys) {
                 if slot.is_none() {
@@ -475,10 +514,9 @@ impl Index {
                 .filter(|&i| !present(&state, &keys[i]))
                 .collect()
         };
-        if missing.is_empty() {
+        if missing.is_empty() || !self.catch_up()? {
             return Ok(missing);
         }
-        self.refresh()?;
         let state = self.read_state();
         Ok(missing
             .into_iter()
@@ -634,12 +672,74 @@ impl Index {
         self.publish(key, parts)
     }
 
+    /// Publishes many entries whose part objects are already in `store`,
+    /// appending their records in as few `write` calls as possible (each
+    /// call holds whole records, up to [`BATCH_WRITE_LIMIT`] bytes). The
+    /// outcomes are in the order of `entries`.
+    ///
+    /// # Errors
+    /// As [`Index::put_entry`]; nothing is appended if any entry is invalid.
+    pub fn put_entries(
+        &self,
+        store: &Store,
+        entries: Vec<(Key, Vec<PartRef>)>,
+    ) -> Result<Vec<PutOutcome>> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        {
+            let state = self.read_state();
+            for (key, parts) in entries {
+                for part in &parts {
+                    if !store.contains_object(&part.id)? {
+                        return Err(Error::InvalidEntry {
+                            reason: format!(
+                                "part {:?} of {key} names object {}, which is not in the store",
+                                part.name, part.id
+                            ),
+                        });
+                    }
+                }
+                let parts = record::normalize_parts(parts)
+                    .map_err(|reason| Error::InvalidEntry { reason })?;
+                let body = record::encode_put(&key.hash(), key.encoding(), &parts);
+                let id = record::entry_id(&body[1 + crate::key::KEY_HASH_LEN..], &parts);
+                if let Some(Lookup::Hit(current)) = to_entry(resolve(&state, &key))
+                    && current.id() == id
+                {
+                    outcomes.push(PutOutcome::Unchanged(id));
+                    continue;
+                }
+                outcomes.push(PutOutcome::Written(id));
+                frames.push(record::frame(&body));
+            }
+        }
+        let mut batch = Vec::new();
+        for frame in frames {
+            if !batch.is_empty() && batch.len() + frame.len() > BATCH_WRITE_LIMIT {
+                self.append(&batch)?;
+                batch.clear();
+            }
+            batch.extend_from_slice(&frame);
+        }
+        if !batch.is_empty() {
+            self.append(&batch)?;
+        }
+        Ok(outcomes)
+    }
+
     fn publish(&self, key: &Key, parts: Vec<PartRef>) -> Result<PutOutcome> {
         let parts =
             record::normalize_parts(parts).map_err(|reason| Error::InvalidEntry { reason })?;
         let body = record::encode_put(&key.hash(), key.encoding(), &parts);
         let id = record::entry_id(&body[1 + crate::key::KEY_HASH_LEN..], &parts);
-        if let Lookup::Hit(current) = self.lookup(key)?
+        // The no-op check uses what this handle already sees: a miss here
+        // costs no file access, and an entry another process wrote since is
+        // at worst appended again (harmless: the same value).
+        let current = {
+            let state = self.read_state();
+            to_entry(resolve(&state, key))
+        };
+        if let Some(Lookup::Hit(current)) = current
             && current.id() == id
         {
             return Ok(PutOutcome::Unchanged(id));
@@ -664,12 +764,13 @@ impl Index {
         Ok(true)
     }
 
-    /// Appends a framed record to the current journal (see the rotation
+    /// Appends framed records to the current journal (see the rotation
     /// protocol in the module docs), then compacts if the journal grew past
     /// the threshold.
     fn append(&self, framed: &[u8]) -> Result<()> {
         {
             let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut attempts = 0;
             loop {
                 {
                     let state = self.read_state();
@@ -695,9 +796,17 @@ impl Index {
                     }
                 }
                 // No journal yet, or it was rotated: catch up and retry.
-                if manifest::read(&self.layout)?.is_none() {
-                    self.initialize()?;
+                attempts += 1;
+                if attempts > MAX_APPEND_ATTEMPTS {
+                    return Err(Error::io(
+                        "append to the index journal",
+                        self.layout.index_manifest(),
+                        std::io::Error::other(
+                            "the current journal kept changing or could not be opened",
+                        ),
+                    ));
                 }
+                self.initialize()?;
                 self.refresh()?;
             }
         };
@@ -712,20 +821,12 @@ impl Index {
                 None => 0,
             }
         };
-        if self.options.auto_compact == AutoCompact::On && journal_len > self.compact_threshold() {
+        if self.options.auto_compact == AutoCompact::On
+            && journal_len > self.options.compact_min_bytes
+        {
             self.compact_if_free()?;
         }
         Ok(())
-    }
-
-    fn compact_threshold(&self) -> u64 {
-        let segments: u64 = self
-            .read_state()
-            .segments
-            .iter()
-            .map(Segment::file_len)
-            .sum();
-        self.options.compact_min_bytes.max(segments / 4)
     }
 
     /// Makes appended records durable (for [`Durability::Batch`]).
@@ -742,11 +843,21 @@ impl Index {
         Ok(())
     }
 
-    /// Creates journal 0 and the first manifest, if no manifest exists.
+    /// Creates journal 0 and the first manifest if no manifest exists, or
+    /// an empty journal for the manifest's generation if its file is gone.
     fn initialize(&self) -> Result<()> {
+        if let Some(m) = manifest::read(&self.layout)?
+            && self.layout.index_journal(m.generation).exists()
+        {
+            return Ok(());
+        }
         let lock = self.compact_lock()?;
         lock.lock().at("lock", &self.layout.index_compact_lock())?;
-        if manifest::read(&self.layout)?.is_none() {
+        if let Some(m) = manifest::read(&self.layout)? {
+            if !self.layout.index_journal(m.generation).exists() {
+                self.create_journal(m.generation)?;
+            }
+        } else {
             self.create_journal(0)?;
             manifest::write(
                 &self.layout,
@@ -799,7 +910,7 @@ impl Index {
     pub fn compact(&self) -> Result<CompactReport> {
         let lock = self.compact_lock()?;
         lock.lock().at("lock", &self.layout.index_compact_lock())?;
-        let report = self.compact_locked()?;
+        let report = self.compact_locked(Trigger::OnDemand)?;
         drop(lock);
         self.refresh()?;
         Ok(report)
@@ -814,12 +925,12 @@ impl Index {
                 return Err(Error::io("lock", self.layout.index_compact_lock(), e));
             }
         }
-        self.compact_locked()?;
+        self.compact_locked(Trigger::Auto)?;
         drop(lock);
         self.refresh()
     }
 
-    fn compact_locked(&self) -> Result<CompactReport> {
+    fn compact_locked(&self, trigger: Trigger) -> Result<CompactReport> {
         let layout = &self.layout;
         let Some(current) = manifest::read(layout)? else {
             self.create_journal(0)?;
@@ -879,16 +990,20 @@ impl Index {
                             .at("set aside the unreadable journal", j.path())?;
                         quarantined.push(bad);
                     }
-                    self.merge_and_publish(&current, &segments, Some(j), quarantined)
+                    let scope = scope(trigger, &segments, j.len());
+                    self.merge_and_publish(&current, &segments, scope, Some(j), quarantined)
                 });
                 j.unlock();
                 result
             }
-            None => self.merge_and_publish(&current, &segments, None, quarantined),
+            None => {
+                let scope = scope(trigger, &segments, 0);
+                self.merge_and_publish(&current, &segments, scope, None, quarantined)
+            }
         };
-        let report = result?;
+        let (report, manifest) = result?;
         // The new manifest is published: the old files are no longer named.
-        self.sweep(report.generation);
+        self.sweep(&manifest);
         Ok(report)
     }
 
@@ -896,17 +1011,24 @@ impl Index {
         &self,
         current: &Manifest,
         segments: &[Segment],
+        scope: Scope,
         journal: Option<&Journal>,
         quarantined: Vec<PathBuf>,
-    ) -> Result<CompactReport> {
+    ) -> Result<(CompactReport, Manifest)> {
         let layout = &self.layout;
-        let mut merged: HashMap<KeyHash, Option<&[u8]>> = HashMap::new();
+        let (kept, merging) = match scope {
+            Scope::Full => (&segments[..0], segments),
+            Scope::Delta => segments.split_at(segments.len().min(1)),
+        };
+        // Key hash -> newest record body; removes are kept as shadows
+        // unless nothing older survives the merge.
+        let mut merged: HashMap<KeyHash, (&[u8], bool)> = HashMap::new();
         let mut dropped = 0u64;
-        for seg in segments {
+        for seg in merging {
             for (hash, rec) in seg.iter() {
                 match rec.and_then(|body| record::view(body).map(|v| (body, v))) {
                     Ok((body, view)) if view.key_hash == hash => {
-                        merged.insert(hash, view.parts.map(|_| body));
+                        merged.insert(hash, (body, view.parts.is_some()));
                     }
                     _ => dropped += 1,
                 }
@@ -916,17 +1038,19 @@ impl Index {
         if let Some(j) = journal {
             journal_records = j.records();
             for (hash, body) in j.latest() {
-                let put = record::view(body).ok().and_then(|v| v.parts);
-                merged.insert(*hash, put.map(|_| body));
+                let put = record::view(body).ok().and_then(|v| v.parts).is_some();
+                merged.insert(*hash, (body, put));
             }
         }
+        let keep_removes = !kept.is_empty();
         let mut live: Vec<(KeyHash, &[u8])> = merged
             .into_iter()
-            .filter_map(|(h, body)| body.map(|b| (h, b)))
+            .filter(|(_, (_, put))| *put || keep_removes)
+            .map(|(h, (body, _))| (h, body))
             .collect();
         live.sort_unstable_by_key(|(hash, _)| *hash);
         let generation = current.generation + 1;
-        let mut new_segments = Vec::new();
+        let mut new_segments: Vec<u64> = kept.iter().map(Segment::generation).collect();
         if !live.is_empty() {
             let mut temp = publish::temp_file(layout.tmp_dir(), "seg-")?;
             let temp_path = temp.path().to_path_buf();
@@ -941,41 +1065,40 @@ impl Index {
             new_segments.push(generation);
         }
         self.create_journal(generation)?;
-        manifest::write(
-            layout,
-            &Manifest {
-                generation,
-                segments: new_segments,
-            },
-            self.file_durability(),
-        )?;
-        Ok(CompactReport {
+        let manifest = Manifest {
+            generation,
+            segments: new_segments,
+        };
+        manifest::write(layout, &manifest, self.file_durability())?;
+        let report = CompactReport {
             generation,
             entries: live.len() as u64,
-            merged_segments: segments.len(),
+            merged_segments: merging.len(),
             journal_records,
             dropped_damaged: dropped,
             quarantined,
-        })
+        };
+        Ok((report, manifest))
     }
 
-    /// Unlinks segment and journal files the manifest of `generation` does
-    /// not name. Runs under the compaction lock; failures are ignored (a
-    /// later compaction retries).
-    fn sweep(&self, generation: u64) {
+    /// Unlinks segment and journal files `manifest` does not name. Runs
+    /// under the compaction lock; failures are ignored (a later compaction
+    /// retries).
+    fn sweep(&self, manifest: &Manifest) {
         let Ok(dir) = fs::read_dir(self.layout.index_dir()) else {
             return;
         };
-        let keep_segment = self.layout.index_segment(generation);
-        let keep_journal = self.layout.index_journal(generation);
+        let mut keep: Vec<PathBuf> = manifest
+            .segments
+            .iter()
+            .map(|&g| self.layout.index_segment(g))
+            .collect();
+        keep.push(self.layout.index_journal(manifest.generation));
         for entry in dir.flatten() {
             let path = entry.path();
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if Layout::index_file_generation(name).is_some()
-                && path != keep_segment
-                && path != keep_journal
-            {
+            if Layout::index_file_generation(name).is_some() && !keep.contains(&path) {
                 let _ = fs::remove_file(&path);
             }
         }
@@ -997,14 +1120,22 @@ impl Index {
             }
         }
         let in_journal = |hash: &KeyHash| state.journal.as_ref().is_some_and(|j| j.contains(hash));
-        if let [only] = &state.segments[..] {
+        // A lone segment with nothing missing beside it is a full merge: no removes.
+        if let ([only], true) = (&state.segments[..], state.problems.is_empty()) {
             entries += only.iter().filter(|(h, _)| !in_journal(h)).count() as u64;
         } else {
+            // Newest first; a delta segment may hold removes that shadow the base.
             let mut seen = std::collections::HashSet::new();
             for seg in state.segments.iter().rev() {
-                for (hash, _) in seg.iter() {
+                for (hash, rec) in seg.iter() {
                     if !in_journal(&hash) && seen.insert(hash) {
-                        entries += 1;
+                        let put = rec
+                            .ok()
+                            .and_then(|body| record::view(body).ok())
+                            .is_some_and(|v| v.parts.is_some());
+                        if put {
+                            entries += 1;
+                        }
                     }
                 }
             }
@@ -1099,6 +1230,41 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// Who asked for a compaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    /// `Index::compact`: always merge everything.
+    OnDemand,
+    /// An append passed the journal threshold.
+    Auto,
+}
+
+/// What a compaction merges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Everything into one segment; removed keys are dropped.
+    Full,
+    /// The journal and the delta segment (all but the oldest segment) into
+    /// a new delta; the oldest (base) segment is kept as it is.
+    Delta,
+}
+
+/// Automatic compactions keep the journal small (so opening stays cheap)
+/// by folding it into a delta segment, and merge into the base segment only
+/// once the delta and journal reach a quarter of it, so the big base is
+/// rewritten rarely. At most two segments are live.
+fn scope(trigger: Trigger, segments: &[Segment], journal_len: u64) -> Scope {
+    let Some((base, deltas)) = segments.split_first() else {
+        return Scope::Full;
+    };
+    let upper: u64 = deltas.iter().map(Segment::file_len).sum::<u64>() + journal_len;
+    if trigger == Trigger::OnDemand || upper > base.file_len() / 4 {
+        Scope::Full
+    } else {
+        Scope::Delta
     }
 }
 

@@ -7,7 +7,7 @@
 //! offset  size  field
 //! 0       4     marker "RSR" + record format version (0x01)
 //! 4       4     body length L, u32 LE (at most MAX_BODY_LEN)
-//! 8       8     checksum: the first 8 bytes of BLAKE3(body)
+//! 8       8     checksum: XXH64(body, seed 0), u64 LE
 //! 16      L     body
 //! ```
 //!
@@ -107,12 +107,87 @@ pub fn normalize_parts(mut parts: Vec<PartRef>) -> Result<Vec<PartRef>, String> 
     Ok(parts)
 }
 
-/// The first 8 bytes of BLAKE3 over a body.
+/// The record checksum: XXH64 of the body with seed 0, little-endian.
+///
+/// A record checksum guards against accidental damage (torn writes, bit
+/// flips), not against an adversary, and it runs on every lookup, so it is
+/// a fast non-cryptographic hash. Part payloads stay guarded by their
+/// BLAKE3 object ids.
 pub fn checksum(body: &[u8]) -> [u8; 8] {
-    let hash = blake3::hash(body);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&hash.as_bytes()[..8]);
-    out
+    xxh64(body, 0).to_le_bytes()
+}
+
+const P1: u64 = 0x9E37_79B1_85EB_CA87;
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+const P3: u64 = 0x1656_67B1_9E37_79F9;
+const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+const P5: u64 = 0x27D4_EB2F_1656_67C5;
+
+fn xxh_round(acc: u64, input: u64) -> u64 {
+    acc.wrapping_add(input.wrapping_mul(P2))
+        .rotate_left(31)
+        .wrapping_mul(P1)
+}
+
+fn xxh_merge(acc: u64, val: u64) -> u64 {
+    (acc ^ xxh_round(0, val)).wrapping_mul(P1).wrapping_add(P4)
+}
+
+fn read_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// XXH64 (the xxHash 64-bit algorithm).
+pub fn xxh64(input: &[u8], seed: u64) -> u64 {
+    let len = input.len() as u64;
+    let mut rest = input;
+    let mut h = if rest.len() >= 32 {
+        let mut v1 = seed.wrapping_add(P1).wrapping_add(P2);
+        let mut v2 = seed.wrapping_add(P2);
+        let mut v3 = seed;
+        let mut v4 = seed.wrapping_sub(P1);
+        while rest.len() >= 32 {
+            v1 = xxh_round(v1, read_u64(&rest[0..]));
+            v2 = xxh_round(v2, read_u64(&rest[8..]));
+            v3 = xxh_round(v3, read_u64(&rest[16..]));
+            v4 = xxh_round(v4, read_u64(&rest[24..]));
+            rest = &rest[32..];
+        }
+        let mut h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
+        h = xxh_merge(h, v1);
+        h = xxh_merge(h, v2);
+        h = xxh_merge(h, v3);
+        xxh_merge(h, v4)
+    } else {
+        seed.wrapping_add(P5)
+    };
+    h = h.wrapping_add(len);
+    while rest.len() >= 8 {
+        h ^= xxh_round(0, read_u64(rest));
+        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        rest = &rest[8..];
+    }
+    if rest.len() >= 4 {
+        let k = u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        h ^= k.wrapping_mul(P1);
+        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h ^= u64::from(b).wrapping_mul(P5);
+        h = h.rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
 }
 
 /// Wraps a body in a frame.
@@ -322,6 +397,17 @@ pub fn entry_id(entry_payload: &[u8], parts: &[PartRef]) -> ObjectId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xxh64_matches_the_reference_vectors() {
+        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"a", 0), 0xD24E_C4F1_A98C_6E5B);
+        assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
+        assert_eq!(
+            xxh64(b"Nobody inspects the spammish repetition", 0),
+            0xFBCE_A83C_8A37_8BF1
+        );
+    }
 
     #[test]
     fn frames_round_trip_and_detect_damage() {
