@@ -33,6 +33,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod clean;
 pub mod compiler;
 pub mod error;
 pub mod gc;

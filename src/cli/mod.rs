@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the operation failed (not found, corrupt, I/O),
 //! 2 usage error (bad arguments, malformed id).
 
+mod clean;
 mod entry;
 mod exists;
 mod gc;
@@ -86,6 +87,8 @@ enum Command {
     Stats(stats::Args),
     /// Remove what no root needs; evict old entries under a size cap or age limit
     Gc(gc::Args),
+    /// Delete everything, or one namespace (a compiler identity) and what only it reaches
+    Clean(clean::Args),
     /// Put, get and show keyed entries: a composite key mapped to named parts
     Entry(entry::Args),
     /// Index statistics and compaction
@@ -231,6 +234,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Gc(args) => gc::run(&ctx, args),
+        Command::Clean(args) => clean::run(&ctx, args),
         Command::Entry(args) => entry::run(&ctx, args),
         Command::Index(args) => index::run(&ctx, args),
     };
