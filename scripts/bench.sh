@@ -6,8 +6,9 @@
 # Builds bench/ (its own Cargo package, so the root's `cargo test` never
 # compiles the peers) in release mode, then runs workload W1 (default
 # N = 100,000 keyed values, ~1.5 GiB) through every peer, each in a fresh
-# directory under one temp dir that is removed afterwards (put --dir on a
-# disk with ~2 × N × 16 KB free per peer run). Prints one table: absolute
+# directory under one temp dir that is removed afterwards (every store is
+# kept until then: ~11 GB free needed under --dir at the default N, about
+# 20 minutes on 2 cores). Prints one table: absolute
 # figures, ratios against rask-store, and the targets met or MISSED.
 # Progress goes to stderr, the table to stdout. Needs `git` on PATH for the
 # git peer. See docs/BENCHMARKS.md for the last recorded run.
