@@ -89,6 +89,15 @@ pub enum Error {
         rule: String,
     },
 
+    /// A store configuration key or value is not acceptable.
+    #[error("invalid configuration {key:?}: {reason}")]
+    InvalidConfig {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An id prefix matches more than one object.
     #[error(
         "object id prefix {prefix:?} is ambiguous: it matches {count} objects; give more hex digits"
@@ -225,6 +234,7 @@ impl Error {
             Error::InvalidId { .. }
                 | Error::AmbiguousId { .. }
                 | Error::InvalidName { .. }
+                | Error::InvalidConfig { .. }
                 | Error::InvalidKey { .. }
                 | Error::InvalidEntry { .. }
                 | Error::InvalidRequest { .. }

@@ -4,6 +4,7 @@
 //! ```text
 //! <root>/
 //!   format              format stamp (see crate::stamp)
+//!   config              store configuration, `key = value` lines (crate::config)
 //!   objects/ab/cdef…    objects: first 2 hex digits of the id, then the other 62
 //!   tmp/                temp files on their way to being published
 //!   quarantine/         damaged files moved aside by `verify --repair`
@@ -36,6 +37,8 @@ use crate::name::{Namespace, PackageName};
 
 /// Name of the format stamp file at the store root.
 pub const STAMP_FILE: &str = "format";
+/// Name of the store configuration file.
+pub const CONFIG_FILE: &str = "config";
 /// Name of the objects directory.
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the temp directory.
@@ -82,6 +85,11 @@ impl Layout {
     /// The format stamp.
     pub fn stamp(&self) -> PathBuf {
         self.root.join(STAMP_FILE)
+    }
+
+    /// The store configuration.
+    pub fn config(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
     }
 
     /// The objects directory.

@@ -35,6 +35,7 @@
 
 pub mod clean;
 pub mod compiler;
+pub mod config;
 pub mod error;
 pub mod gc;
 pub mod id;

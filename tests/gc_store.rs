@@ -292,3 +292,36 @@ fn gc_in_a_loop_never_loses_what_refs_and_entries_reach() {
     let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
 }
+
+#[test]
+fn store_configuration_sets_gc_defaults_and_refuses_typos() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    assert_eq!(code(&cli(&root, &["init"])), 0);
+    assert_eq!(code(&cli(&root, &["config", "gc.max-size", "10G"])), 0);
+    let out = cli(&root, &["config", "gc.max-size"]);
+    assert_eq!(stdout(&out).trim(), "10G");
+    let out = cli(&root, &["config", "gc.maxsize", "1G"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("unknown key"), "{}", stderr(&out));
+    let out = cli(&root, &["config", "gc.max-age", "soon"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("invalid duration"),
+        "{}",
+        stderr(&out)
+    );
+    // A configured zero grace still needs --force, and says where it came from.
+    assert_eq!(code(&cli(&root, &["config", "gc.grace", "0"])), 0);
+    let out = cli(&root, &["gc"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("grace period of 0s"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(code(&cli(&root, &["config", "--unset", "gc.grace"])), 0);
+    assert_eq!(code(&cli(&root, &["gc", "--dry-run"])), 0);
+    let out = cli(&root, &["config"]);
+    assert_eq!(stdout(&out), "gc.max-size = 10G\n");
+}

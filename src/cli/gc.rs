@@ -8,8 +8,8 @@ use rask_store::{Index, Wait};
 
 use super::json::Value;
 use super::progress::ProgressLine;
-use super::units::{parse_duration, parse_size};
 use super::{Context, Failure, print_line};
+use rask_store::config::{StoreConfig, parse_duration, parse_size};
 
 /// Remove objects that no ref, recent reflog entry, running build's pin or
 /// live index entry reaches and that are older than the grace period; with
@@ -17,32 +17,34 @@ use super::{Context, Failure, print_line};
 /// no root needs. Index entries go before the objects they point to.
 ///
 /// Safe beside running builds: gc waits for writers in flight, and never
-/// removes an object younger than the grace period.
+/// removes an object younger than the grace period. Defaults for --grace,
+/// --max-size, --max-age and --reflog-keep come from the store configuration
+/// (`rask-store config`), then from the built-in defaults (1h, none, none, 1d).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Report what would be removed, and remove nothing
     #[arg(long)]
     dry_run: bool,
 
-    /// Keep unreachable objects younger than this (e.g. 30m, 2h, 1d)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
-    grace: Duration,
+    /// Keep unreachable objects younger than this (e.g. 30m, 2h, 1d) [default: gc.grace, else 1h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<Duration>,
 
     /// Allow a grace period under one minute; only safe when no build is running
     #[arg(long)]
     force: bool,
 
-    /// Evict least-recently-used entries until objects total at most SIZE (e.g. 500M, 10G)
+    /// Evict least-recently-used entries until objects total at most SIZE (e.g. 500M, 10G) [default: gc.max-size]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_size: Option<u64>,
 
-    /// Evict entries not used for this long (e.g. 30d)
+    /// Evict entries not used for this long (e.g. 30d) [default: gc.max-age]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     max_age: Option<Duration>,
 
-    /// Reflog entries newer than this keep what they name (e.g. 1d)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1d")]
-    reflog_keep: Duration,
+    /// Reflog entries newer than this keep what they name [default: gc.reflog-keep, else 1d]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    reflog_keep: Option<Duration>,
 
     /// Fail at once if writers hold the store, instead of waiting for them
     #[arg(long)]
@@ -54,25 +56,32 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
-    if args.grace < Duration::from_secs(60) && !args.force {
-        return Err(Failure::usage(format!(
-            "--grace {}s would remove objects that running builds may be about to use; \
-             add --force if no build is running",
-            args.grace.as_secs()
-        )));
-    }
     let store = ctx.open()?;
-    let index = Index::open(&store)?;
+    let config = StoreConfig::read(store.layout())?;
     let mut policy = GcPolicy::default();
     policy.objects.mode = if args.dry_run {
         GcMode::DryRun
     } else {
         GcMode::Delete
     };
-    policy.objects.grace = args.grace;
-    policy.max_size = args.max_size;
-    policy.max_age = args.max_age;
-    policy.reflog_keep = args.reflog_keep;
+    policy.objects.grace = args
+        .grace
+        .or_else(|| config.duration("gc.grace"))
+        .unwrap_or(policy.objects.grace);
+    policy.max_size = args.max_size.or_else(|| config.size("gc.max-size"));
+    policy.max_age = args.max_age.or_else(|| config.duration("gc.max-age"));
+    policy.reflog_keep = args
+        .reflog_keep
+        .or_else(|| config.duration("gc.reflog-keep"))
+        .unwrap_or(policy.reflog_keep);
+    if policy.objects.grace < Duration::from_secs(60) && !args.force {
+        return Err(Failure::usage(format!(
+            "a grace period of {}s would remove objects that running builds may be about to \
+             use; add --force if no build is running",
+            policy.objects.grace.as_secs()
+        )));
+    }
+    let index = Index::open(&store)?;
     policy.wait = if args.no_wait {
         Wait::NoWait
     } else {

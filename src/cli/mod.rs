@@ -5,6 +5,7 @@
 //! 2 usage error (bad arguments, malformed id).
 
 mod clean;
+mod config;
 mod entry;
 mod exists;
 mod gc;
@@ -17,7 +18,6 @@ mod put;
 mod refs;
 mod show;
 mod stats;
-mod units;
 mod verify;
 
 use std::io::{self, Write};
@@ -89,6 +89,8 @@ enum Command {
     Gc(gc::Args),
     /// Delete everything, or one namespace (a compiler identity) and what only it reaches
     Clean(clean::Args),
+    /// Show or change the store configuration (gc size cap, age limit, grace period)
+    Config(config::Args),
     /// Put, get and show keyed entries: a composite key mapped to named parts
     Entry(entry::Args),
     /// Index statistics and compaction
@@ -235,6 +237,7 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => stats::run(&ctx, args),
         Command::Gc(args) => gc::run(&ctx, args),
         Command::Clean(args) => clean::run(&ctx, args),
+        Command::Config(args) => config::run(&ctx, args),
         Command::Entry(args) => entry::run(&ctx, args),
         Command::Index(args) => index::run(&ctx, args),
     };
