@@ -969,6 +969,67 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The ids gc must keep on account of refs: every ref's value in every
+    /// namespace, both ids of every reflog entry newer than `reflog_keep`,
+    /// and every id named by a transaction record still on disk (a dead
+    /// transaction's new values are what its roll-forward will publish).
+    /// Sorted, without duplicates. Live pins are [`Store::live_pins`].
+    ///
+    /// Call it under the exclusive writers/gc lock
+    /// ([`crate::lock::ExclusiveGuard`]): ref updates hold the shared lock
+    /// from their first check to their last rename, so none is half-seen.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a ref that is not an id or a record that fails
+    /// its check (gc must not guess); [`Error::Io`].
+    pub fn ref_roots(&self, reflog_keep: Duration) -> Result<Vec<ObjectId>> {
+        let cutoff = now_secs().saturating_sub(reflog_keep.as_secs());
+        let mut roots = Vec::new();
+        for ns in self.list_namespaces()? {
+            for (_, id) in self.list_refs(&ns)? {
+                roots.push(id);
+            }
+        }
+        let logs = self.layout().root().join(crate::layout::LOGS_DIR);
+        for ns in list_names(&logs, |n| Namespace::new(n).ok(), FileType::Dir)? {
+            let dir = logs.join(ns.as_str());
+            for pkg in list_names(&dir, |n| PackageName::new(n).ok(), FileType::File)? {
+                for entry in self.reflog(&ns, &pkg)?.entries {
+                    if entry.time >= cutoff {
+                        roots.extend(entry.old);
+                        roots.extend(entry.new);
+                    }
+                }
+            }
+        }
+        let txn_dir = self.layout().txn_dir();
+        let entries = match fs::read_dir(&txn_dir) {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("list", &txn_dir, e)),
+        };
+        for entry in entries.into_iter().flatten() {
+            let path = entry.at("list", &txn_dir)?.path();
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                // Finished meanwhile: its values are in the refs now.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read transaction record", &path, e)),
+            };
+            let record = parse_txn_record(&bytes)
+                .map_err(|reason| Error::corrupt("ref transaction record", &path, reason))?;
+            for (_, _, old, new) in record.updates {
+                roots.extend(old);
+                roots.extend(new);
+            }
+        }
+        roots.sort_unstable();
+        roots.dedup();
+        Ok(roots)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FileType {
     File,
