@@ -242,7 +242,7 @@ impl Drop for WriterGuard<'_> {
 }
 
 /// Whether `file` is still the file named `path` (same device and inode).
-fn still_at(file: &File, path: &Path) -> io::Result<bool> {
+pub(crate) fn still_at(file: &File, path: &Path) -> io::Result<bool> {
     let named = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -103,7 +103,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_HEX_LEN, ObjectId};
 use crate::layout::Layout;
-use crate::lock::{Backoff, HeldLockFile, StaleLockFile, TryCreate, unique_name};
+use crate::lock::{Backoff, HeldLockFile, StaleLockFile, TryCreate, still_at, unique_name};
 use crate::name::{Namespace, PackageName};
 use crate::publish::{self, Access, Durability};
 use crate::store::Store;
@@ -377,6 +377,16 @@ fn parse_ref(bytes: &[u8]) -> std::result::Result<ObjectId, String> {
     }
 }
 
+/// What an attempt to recover a transaction found.
+enum Recovery {
+    /// Its owner was dead; it is complete now.
+    Done(RecoveredTransaction),
+    /// The record is gone: finished by its owner or another recoverer.
+    Gone,
+    /// Its owner is alive, or another process is recovering it.
+    Busy,
+}
+
 /// What ref updates need from the store.
 struct RefContext<'a> {
     layout: &'a Layout,
@@ -444,10 +454,10 @@ impl RefContext<'_> {
         // Let go of the lock so the recovery can take it over.
         drop(stale);
         match self.recover(&txn)? {
-            Some(_) => Ok(()),
+            Recovery::Done(_) | Recovery::Gone => Ok(()),
             // Another process is completing it; the caller's next attempt will see.
-            None if backoff.sleep() => Ok(()),
-            None => Err(Error::Locked {
+            Recovery::Busy if backoff.sleep() => Ok(()),
+            Recovery::Busy => Err(Error::Locked {
                 path: record,
                 holder: "a transaction another process is completing".into(),
             }),
@@ -455,26 +465,23 @@ impl RefContext<'_> {
     }
 
     /// Rolls the recorded transaction `txn` forward, if its owner is dead.
-    /// `None` when someone else (the owner, or another recoverer) holds it.
-    fn recover(&self, txn: &str) -> Result<Option<RecoveredTransaction>> {
+    fn recover(&self, txn: &str) -> Result<Recovery> {
         let path = self.layout.txn_dir().join(txn);
         let mut file = match File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Some(RecoveredTransaction {
-                    path,
-                    completed: Vec::new(),
-                    skipped: Vec::new(),
-                }));
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recovery::Gone),
             Err(e) => return Err(Error::io("open transaction record", &path, e)),
         };
         match file.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::WouldBlock) => return Ok(Recovery::Busy),
             Err(fs::TryLockError::Error(e)) => {
                 return Err(Error::io("lock transaction record", &path, e));
             }
+        }
+        if !still_at(&file, &path).at("check transaction record", &path)? {
+            // Completed and removed by another process while we opened it.
+            return Ok(Recovery::Gone);
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
@@ -516,7 +523,15 @@ impl RefContext<'_> {
         let message = format!("{} (completed after its writer died)", record.message);
         for (ns, pkg, old, new) in &record.updates {
             let name = format!("{ns}/{pkg}");
-            let current = read_ref_file(&self.layout.ref_path(ns, pkg), &name)?;
+            let current = match read_ref_file(&self.layout.ref_path(ns, pkg), &name) {
+                Ok(current) => current,
+                // Damaged since: not the recorded old value; verify reports it.
+                Err(Error::Corrupt { .. }) => {
+                    skipped.push(name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if current == *new {
                 continue;
             }
@@ -533,7 +548,7 @@ impl RefContext<'_> {
         for lock in locks {
             lock.release()?;
         }
-        Ok(Some(RecoveredTransaction {
+        Ok(Recovery::Done(RecoveredTransaction {
             path,
             completed,
             skipped,
@@ -961,7 +976,7 @@ impl Store {
         let refs = self.refs();
         let mut recovered = Vec::new();
         for name in names {
-            if let Some(done) = refs.recover(&name)? {
+            if let Recovery::Done(done) = refs.recover(&name)? {
                 recovered.push(done);
             }
         }
