@@ -153,7 +153,10 @@ impl SharedGuard {
 /// While it is held, every put, ref update and pin in every process waits.
 /// Taking it in a thread whose own process is in the middle of a put blocks
 /// until that put ends; taking it while holding a [`SharedGuard`] in the same
-/// thread deadlocks (use [`Wait::NoWait`] where that could happen).
+/// thread deadlocks (use [`Wait::NoWait`] where that could happen). While it
+/// is held, the same thread must not call the [`Store`] methods that write
+/// (puts, ref updates, pins, `recover_ref_transactions`): they wait for it.
+/// Reading (`get_object`, `read_ref`, `ref_roots`, `live_pins`) is fine.
 #[derive(Debug)]
 pub struct ExclusiveGuard {
     _file: File,
