@@ -15,11 +15,12 @@
 //! `flock`, the last one to finish drops it (a count under a mutex, because a
 //! `flock` belongs to the open file, not to the thread). Measured: one
 //! `lock_shared` + `unlock` pair on a kept-open file, with the count, costs
-//! about 0.75 µs (1,000,000 pairs in a loop on the development machine),
-//! against tens of microseconds for the temp file + rename of a put. Holding
-//! the lock for a handle's whole life would cost nothing per call, but a
-//! long-lived compiler process would then keep gc out forever; per call, gc
-//! waits at most for the puts in flight.
+//! 0.75–1 µs on a loaded 2-core machine, against hundreds of microseconds
+//! for a small put's temp file and rename on the same machine
+//! (`cargo test --release --test lock_cost -- --ignored --nocapture`).
+//! Holding the lock for a handle's whole life would cost nothing per call,
+//! but a long-lived compiler process would then keep gc out forever; per
+//! call, gc waits at most for the puts in flight.
 //!
 //! # Lock files: `<something>.lock`
 //!
