@@ -287,11 +287,8 @@ pub(crate) struct StaleLockFile {
 pub(crate) enum TryCreate {
     /// We hold the lock.
     Acquired(HeldLockFile),
-    /// A live process holds it.
-    Busy {
-        /// Who, as far as the lock file says.
-        holder: String,
-    },
+    /// A live process holds it (see [`describe_holder`] for who).
+    Busy,
     /// The holder is dead; the caller decides how to clean up.
     Stale(StaleLockFile),
     /// The lock changed hands while we looked: try again at once.
@@ -336,13 +333,7 @@ impl HeldLockFile {
         };
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut content = String::new();
-                let _ = file.read_to_string(&mut content);
-                return Ok(TryCreate::Busy {
-                    holder: holder_of(&content),
-                });
-            }
+            Err(TryLockError::WouldBlock) => return Ok(TryCreate::Busy),
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
         }
         if !still_at(&file, path).at("check lock file", path)? {
@@ -410,7 +401,11 @@ impl StaleLockFile {
     }
 }
 
-/// The `pid N` line of a lock file, for messages.
+/// Who holds the lock file at `path`, from its `pid N` line, for messages.
+pub(crate) fn describe_holder(path: &Path) -> String {
+    holder_of(&fs::read_to_string(path).unwrap_or_default())
+}
+
 fn holder_of(content: &str) -> String {
     content
         .lines()
@@ -782,7 +777,7 @@ mod tests {
         };
         // Same process, other open file: the flock is held, so it is busy.
         match HeldLockFile::try_create(&path, "pid 2\n").unwrap() {
-            TryCreate::Busy { holder } => assert_eq!(holder, "held by pid 1"),
+            TryCreate::Busy => assert_eq!(describe_holder(&path), "held by pid 1"),
             other => panic!("expected busy, got {other:?}"),
         }
         held.release().unwrap();

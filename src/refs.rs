@@ -103,7 +103,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_HEX_LEN, ObjectId};
 use crate::layout::Layout;
-use crate::lock::{Backoff, HeldLockFile, StaleLockFile, TryCreate, still_at, unique_name};
+use crate::lock::{
+    Backoff, HeldLockFile, StaleLockFile, TryCreate, describe_holder, still_at, unique_name,
+};
 use crate::name::{Namespace, PackageName};
 use crate::publish::{self, Access, Durability};
 use crate::store::Store;
@@ -432,8 +434,9 @@ impl RefContext<'_> {
                 TryCreate::Acquired(held) => return Ok(held),
                 TryCreate::Retry => {}
                 TryCreate::Stale(stale) => self.clear_stale(stale, backoff)?,
-                TryCreate::Busy { holder } => {
+                TryCreate::Busy => {
                     if !backoff.sleep() {
+                        let holder = describe_holder(&path);
                         return Err(Error::Locked { path, holder });
                     }
                 }
@@ -507,8 +510,9 @@ impl RefContext<'_> {
                         }
                         self.clear_stale(stale, &mut backoff)?;
                     }
-                    TryCreate::Busy { holder } => {
+                    TryCreate::Busy => {
                         if !backoff.sleep() {
+                            let holder = describe_holder(&lock_path);
                             return Err(Error::Locked {
                                 path: lock_path,
                                 holder,
@@ -626,6 +630,9 @@ impl RefContext<'_> {
                 });
             }
         }
+        // Whatever the refs will point to is made durable before they do;
+        // done before locking, so the refs stay locked only briefly.
+        self.store.flush()?;
         let txn = (updates.len() > 1).then(unique_name);
         let content = lock_content(txn.as_deref());
         let mut backoff = Backoff::new(REF_LOCK_TIMEOUT);
@@ -662,8 +669,6 @@ impl RefContext<'_> {
             }
             olds[i] = current;
         }
-        // Whatever the refs will point to is made durable before they do.
-        self.store.flush()?;
         let message = clean_message(message);
         let record = match &txn {
             Some(name) => Some(self.write_record(name, updates, &order, &olds, &message)?),
