@@ -15,11 +15,12 @@
 //! `flock`, the last one to finish drops it (a count under a mutex, because a
 //! `flock` belongs to the open file, not to the thread). Measured: one
 //! `lock_shared` + `unlock` pair on a kept-open file, with the count, costs
-//! about 0.75 µs (1,000,000 pairs in a loop on the development machine),
-//! against tens of microseconds for the temp file + rename of a put. Holding
-//! the lock for a handle's whole life would cost nothing per call, but a
-//! long-lived compiler process would then keep gc out forever; per call, gc
-//! waits at most for the puts in flight.
+//! 0.75–1 µs on a loaded 2-core machine, against hundreds of microseconds
+//! for a small put's temp file and rename on the same machine
+//! (`cargo test --release --test lock_cost -- --ignored --nocapture`).
+//! Holding the lock for a handle's whole life would cost nothing per call,
+//! but a long-lived compiler process would then keep gc out forever; per
+//! call, gc waits at most for the puts in flight.
 //!
 //! # Lock files: `<something>.lock`
 //!
@@ -153,7 +154,10 @@ impl SharedGuard {
 /// While it is held, every put, ref update and pin in every process waits.
 /// Taking it in a thread whose own process is in the middle of a put blocks
 /// until that put ends; taking it while holding a [`SharedGuard`] in the same
-/// thread deadlocks (use [`Wait::NoWait`] where that could happen).
+/// thread deadlocks (use [`Wait::NoWait`] where that could happen). While it
+/// is held, the same thread must not call the [`Store`] methods that write
+/// (puts, ref updates, pins, `recover_ref_transactions`): they wait for it.
+/// Reading (`get_object`, `read_ref`, `ref_roots`, `live_pins`) is fine.
 #[derive(Debug)]
 pub struct ExclusiveGuard {
     _file: File,
@@ -242,7 +246,7 @@ impl Drop for WriterGuard<'_> {
 }
 
 /// Whether `file` is still the file named `path` (same device and inode).
-fn still_at(file: &File, path: &Path) -> io::Result<bool> {
+pub(crate) fn still_at(file: &File, path: &Path) -> io::Result<bool> {
     let named = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -283,11 +287,8 @@ pub(crate) struct StaleLockFile {
 pub(crate) enum TryCreate {
     /// We hold the lock.
     Acquired(HeldLockFile),
-    /// A live process holds it.
-    Busy {
-        /// Who, as far as the lock file says.
-        holder: String,
-    },
+    /// A live process holds it (see [`describe_holder`] for who).
+    Busy,
     /// The holder is dead; the caller decides how to clean up.
     Stale(StaleLockFile),
     /// The lock changed hands while we looked: try again at once.
@@ -332,13 +333,7 @@ impl HeldLockFile {
         };
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut content = String::new();
-                let _ = file.read_to_string(&mut content);
-                return Ok(TryCreate::Busy {
-                    holder: holder_of(&content),
-                });
-            }
+            Err(TryLockError::WouldBlock) => return Ok(TryCreate::Busy),
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
         }
         if !still_at(&file, path).at("check lock file", path)? {
@@ -406,7 +401,11 @@ impl StaleLockFile {
     }
 }
 
-/// The `pid N` line of a lock file, for messages.
+/// Who holds the lock file at `path`, from its `pid N` line, for messages.
+pub(crate) fn describe_holder(path: &Path) -> String {
+    holder_of(&fs::read_to_string(path).unwrap_or_default())
+}
+
 fn holder_of(content: &str) -> String {
     content
         .lines()
@@ -778,7 +777,7 @@ mod tests {
         };
         // Same process, other open file: the flock is held, so it is busy.
         match HeldLockFile::try_create(&path, "pid 2\n").unwrap() {
-            TryCreate::Busy { holder } => assert_eq!(holder, "held by pid 1"),
+            TryCreate::Busy => assert_eq!(describe_holder(&path), "held by pid 1"),
             other => panic!("expected busy, got {other:?}"),
         }
         held.release().unwrap();

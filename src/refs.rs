@@ -103,7 +103,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_HEX_LEN, ObjectId};
 use crate::layout::Layout;
-use crate::lock::{Backoff, HeldLockFile, StaleLockFile, TryCreate, unique_name};
+use crate::lock::{
+    Backoff, HeldLockFile, StaleLockFile, TryCreate, describe_holder, still_at, unique_name,
+};
 use crate::name::{Namespace, PackageName};
 use crate::publish::{self, Access, Durability};
 use crate::store::Store;
@@ -377,6 +379,16 @@ fn parse_ref(bytes: &[u8]) -> std::result::Result<ObjectId, String> {
     }
 }
 
+/// What an attempt to recover a transaction found.
+enum Recovery {
+    /// Its owner was dead; it is complete now.
+    Done(RecoveredTransaction),
+    /// The record is gone: finished by its owner or another recoverer.
+    Gone,
+    /// Its owner is alive, or another process is recovering it.
+    Busy,
+}
+
 /// What ref updates need from the store.
 struct RefContext<'a> {
     layout: &'a Layout,
@@ -422,8 +434,9 @@ impl RefContext<'_> {
                 TryCreate::Acquired(held) => return Ok(held),
                 TryCreate::Retry => {}
                 TryCreate::Stale(stale) => self.clear_stale(stale, backoff)?,
-                TryCreate::Busy { holder } => {
+                TryCreate::Busy => {
                     if !backoff.sleep() {
+                        let holder = describe_holder(&path);
                         return Err(Error::Locked { path, holder });
                     }
                 }
@@ -444,10 +457,10 @@ impl RefContext<'_> {
         // Let go of the lock so the recovery can take it over.
         drop(stale);
         match self.recover(&txn)? {
-            Some(_) => Ok(()),
+            Recovery::Done(_) | Recovery::Gone => Ok(()),
             // Another process is completing it; the caller's next attempt will see.
-            None if backoff.sleep() => Ok(()),
-            None => Err(Error::Locked {
+            Recovery::Busy if backoff.sleep() => Ok(()),
+            Recovery::Busy => Err(Error::Locked {
                 path: record,
                 holder: "a transaction another process is completing".into(),
             }),
@@ -455,26 +468,23 @@ impl RefContext<'_> {
     }
 
     /// Rolls the recorded transaction `txn` forward, if its owner is dead.
-    /// `None` when someone else (the owner, or another recoverer) holds it.
-    fn recover(&self, txn: &str) -> Result<Option<RecoveredTransaction>> {
+    fn recover(&self, txn: &str) -> Result<Recovery> {
         let path = self.layout.txn_dir().join(txn);
         let mut file = match File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Some(RecoveredTransaction {
-                    path,
-                    completed: Vec::new(),
-                    skipped: Vec::new(),
-                }));
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recovery::Gone),
             Err(e) => return Err(Error::io("open transaction record", &path, e)),
         };
         match file.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::WouldBlock) => return Ok(Recovery::Busy),
             Err(fs::TryLockError::Error(e)) => {
                 return Err(Error::io("lock transaction record", &path, e));
             }
+        }
+        if !still_at(&file, &path).at("check transaction record", &path)? {
+            // Completed and removed by another process while we opened it.
+            return Ok(Recovery::Gone);
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
@@ -500,8 +510,9 @@ impl RefContext<'_> {
                         }
                         self.clear_stale(stale, &mut backoff)?;
                     }
-                    TryCreate::Busy { holder } => {
+                    TryCreate::Busy => {
                         if !backoff.sleep() {
+                            let holder = describe_holder(&lock_path);
                             return Err(Error::Locked {
                                 path: lock_path,
                                 holder,
@@ -516,7 +527,15 @@ impl RefContext<'_> {
         let message = format!("{} (completed after its writer died)", record.message);
         for (ns, pkg, old, new) in &record.updates {
             let name = format!("{ns}/{pkg}");
-            let current = read_ref_file(&self.layout.ref_path(ns, pkg), &name)?;
+            let current = match read_ref_file(&self.layout.ref_path(ns, pkg), &name) {
+                Ok(current) => current,
+                // Damaged since: not the recorded old value; verify reports it.
+                Err(Error::Corrupt { .. }) => {
+                    skipped.push(name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if current == *new {
                 continue;
             }
@@ -533,7 +552,7 @@ impl RefContext<'_> {
         for lock in locks {
             lock.release()?;
         }
-        Ok(Some(RecoveredTransaction {
+        Ok(Recovery::Done(RecoveredTransaction {
             path,
             completed,
             skipped,
@@ -611,6 +630,9 @@ impl RefContext<'_> {
                 });
             }
         }
+        // Whatever the refs will point to is made durable before they do;
+        // done before locking, so the refs stay locked only briefly.
+        self.store.flush()?;
         let txn = (updates.len() > 1).then(unique_name);
         let content = lock_content(txn.as_deref());
         let mut backoff = Backoff::new(REF_LOCK_TIMEOUT);
@@ -647,8 +669,6 @@ impl RefContext<'_> {
             }
             olds[i] = current;
         }
-        // Whatever the refs will point to is made durable before they do.
-        self.store.flush()?;
         let message = clean_message(message);
         let record = match &txn {
             Some(name) => Some(self.write_record(name, updates, &order, &olds, &message)?),
@@ -961,11 +981,72 @@ impl Store {
         let refs = self.refs();
         let mut recovered = Vec::new();
         for name in names {
-            if let Some(done) = refs.recover(&name)? {
+            if let Recovery::Done(done) = refs.recover(&name)? {
                 recovered.push(done);
             }
         }
         Ok(recovered)
+    }
+}
+
+impl Store {
+    /// The ids gc must keep on account of refs: every ref's value in every
+    /// namespace, both ids of every reflog entry newer than `reflog_keep`,
+    /// and every id named by a transaction record still on disk (a dead
+    /// transaction's new values are what its roll-forward will publish).
+    /// Sorted, without duplicates. Live pins are [`Store::live_pins`].
+    ///
+    /// Call it under the exclusive writers/gc lock
+    /// ([`crate::lock::ExclusiveGuard`]): ref updates hold the shared lock
+    /// from their first check to their last rename, so none is half-seen.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a ref that is not an id or a record that fails
+    /// its check (gc must not guess); [`Error::Io`].
+    pub fn ref_roots(&self, reflog_keep: Duration) -> Result<Vec<ObjectId>> {
+        let cutoff = now_secs().saturating_sub(reflog_keep.as_secs());
+        let mut roots = Vec::new();
+        for ns in self.list_namespaces()? {
+            for (_, id) in self.list_refs(&ns)? {
+                roots.push(id);
+            }
+        }
+        let logs = self.layout().root().join(crate::layout::LOGS_DIR);
+        for ns in list_names(&logs, |n| Namespace::new(n).ok(), FileType::Dir)? {
+            let dir = logs.join(ns.as_str());
+            for pkg in list_names(&dir, |n| PackageName::new(n).ok(), FileType::File)? {
+                for entry in self.reflog(&ns, &pkg)?.entries {
+                    if entry.time >= cutoff {
+                        roots.extend(entry.old);
+                        roots.extend(entry.new);
+                    }
+                }
+            }
+        }
+        let txn_dir = self.layout().txn_dir();
+        let entries = match fs::read_dir(&txn_dir) {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("list", &txn_dir, e)),
+        };
+        for entry in entries.into_iter().flatten() {
+            let path = entry.at("list", &txn_dir)?.path();
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                // Finished meanwhile: its values are in the refs now.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read transaction record", &path, e)),
+            };
+            let record = parse_txn_record(&bytes)
+                .map_err(|reason| Error::corrupt("ref transaction record", &path, reason))?;
+            for (_, _, old, new) in record.updates {
+                roots.extend(old);
+                roots.extend(new);
+            }
+        }
+        roots.sort_unstable();
+        roots.dedup();
+        Ok(roots)
     }
 }
 

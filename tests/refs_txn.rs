@@ -265,3 +265,50 @@ fn transactions_over_the_same_refs_in_opposite_orders_do_not_deadlock() {
     }
     drop(dir);
 }
+
+#[test]
+fn gc_roots_are_ref_values_recent_reflog_ids_and_pending_transactions() {
+    use rask_store::refs::{ReflogEntry, reflog_line};
+    use std::time::Duration;
+
+    let (_dir, store) = new_store();
+    let n = ns("n");
+    let (ancient, a1, a2, t_new, unrelated) = (
+        object(&store, "ancient"),
+        object(&store, "a1"),
+        object(&store, "a2"),
+        object(&store, "t-new"),
+        object(&store, "unrelated"),
+    );
+    store
+        .update_ref(&n, &pkg("a"), Expect::Absent, a1, "b1")
+        .unwrap();
+    store
+        .update_ref(&n, &pkg("a"), Expect::Value(a1), a2, "b2")
+        .unwrap();
+    // An entry from long ago, before those two.
+    let log = store.root().join("logs/n/a");
+    let old_line = reflog_line(&ReflogEntry {
+        old: Some(ancient),
+        new: Some(ancient),
+        time: 1_000,
+        message: "long ago".into(),
+    });
+    let recent = fs::read_to_string(&log).unwrap();
+    fs::write(&log, format!("{old_line}{recent}")).unwrap();
+    // A transaction that died before it could publish `b`.
+    crashed_transaction(
+        &store,
+        "4000000-3-0",
+        &[("c", None, a2), ("d", None, t_new)],
+    );
+
+    let day = Duration::from_secs(24 * 60 * 60);
+    let mut expected = vec![a1, a2, t_new];
+    expected.sort();
+    assert_eq!(store.ref_roots(day).unwrap(), expected);
+    let mut with_old = vec![ancient, a1, a2, t_new];
+    with_old.sort();
+    assert_eq!(store.ref_roots(Duration::MAX).unwrap(), with_old);
+    assert!(!store.ref_roots(Duration::MAX).unwrap().contains(&unrelated));
+}

@@ -47,7 +47,7 @@ fn parse_full_id(text: &str) -> Result<ObjectId, String> {
 
 #[derive(clap::Args, Debug)]
 struct RefName {
-    /// Namespace (compiler identity): ASCII letters, digits and . _ - + @ =, not starting with .
+    /// Namespace (compiler identity): 1-128 ASCII letters, digits or . _ - + @ =, not starting with a dot
     #[arg(long = "ns", value_name = "NS", value_parser = parse_namespace)]
     namespace: Namespace,
 
