@@ -25,7 +25,6 @@ use crate::id::ObjectId;
 use crate::index::{Entry, Index};
 use crate::key::KeyHash;
 use crate::lock::{ExclusiveGuard, Wait};
-use crate::name::{Namespace, PackageName};
 use crate::stats::GcSummary;
 use crate::store::Store;
 use crate::walk::{self, FanoutEntry};
@@ -278,10 +277,9 @@ impl Default for GcPolicy {
 /// How many roots of each sort gc found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RootCounts {
-    /// Refs, in every namespace.
+    /// Ids named by refs (every namespace), reflog entries newer than the
+    /// keep period, and unfinished ref transactions.
     pub refs: usize,
-    /// Ids named by reflog entries newer than the keep period.
-    pub reflog: usize,
     /// Ids pinned by running builds.
     pub pins: usize,
     /// Part ids of live index entries.
@@ -381,71 +379,19 @@ pub fn collect(
     Ok(report)
 }
 
-/// Roots that do not come from the index: refs, recent reflog entries, pins.
+/// Roots that do not come from the index: refs, recent reflog entries,
+/// unfinished ref transactions ([`Store::ref_roots`]), and live pins.
 fn fixed_roots(store: &Store, reflog_keep: Duration) -> Result<(Vec<ObjectId>, RootCounts)> {
-    let mut roots = Vec::new();
-    let mut counts = RootCounts::default();
-    for ns in store.list_namespaces()? {
-        for (_, id) in store.list_refs(&ns)? {
-            roots.push(id);
-            counts.refs += 1;
-        }
-    }
-    let cutoff = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .saturating_sub(reflog_keep.as_secs());
-    for (ns, pkg) in reflogs(store)? {
-        for entry in store.reflog(&ns, &pkg)?.entries {
-            if entry.time >= cutoff {
-                for id in [entry.old, entry.new].into_iter().flatten() {
-                    roots.push(id);
-                    counts.reflog += 1;
-                }
-            }
-        }
-    }
+    let mut roots = store.ref_roots(reflog_keep)?;
+    let mut counts = RootCounts {
+        refs: roots.len(),
+        ..RootCounts::default()
+    };
     for pin in store.live_pins()? {
         counts.pins += pin.ids.len();
         roots.extend_from_slice(&pin.ids);
     }
     Ok((roots, counts))
-}
-
-/// Every (namespace, package) that has a reflog, including deleted refs.
-fn reflogs(store: &Store) -> Result<Vec<(Namespace, PackageName)>> {
-    let mut out = Vec::new();
-    let logs = store.layout().logs_dir();
-    let namespaces = match fs::read_dir(&logs) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("list", &logs, e)),
-    };
-    for ns_entry in namespaces {
-        let ns_entry = ns_entry.at("list", &logs)?;
-        let Some(ns) = ns_entry
-            .file_name()
-            .to_str()
-            .and_then(|n| Namespace::new(n).ok())
-        else {
-            continue;
-        };
-        let dir = ns_entry.path();
-        let Ok(packages) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for pkg_entry in packages {
-            let pkg_entry = pkg_entry.at("list", &dir)?;
-            if let Some(pkg) = pkg_entry
-                .file_name()
-                .to_str()
-                .and_then(|n| PackageName::new(n).ok())
-            {
-                out.push((ns.clone(), pkg));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Picks the entries to evict: past the age limit, then least recently used

@@ -104,7 +104,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         let value = Value::Obj(vec![
             ("dry_run", Value::Bool(o.dry_run)),
             ("roots_refs", (report.roots.refs as u64).into()),
-            ("roots_reflog", (report.roots.reflog as u64).into()),
             ("roots_pins", (report.roots.pins as u64).into()),
             (
                 "roots_entry_parts",
@@ -127,12 +126,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         print_line(
             &mut out,
             format_args!(
-                "roots: {} refs, {} reflog ids, {} pinned ids, {} entries ({} parts)",
-                report.roots.refs,
-                report.roots.reflog,
-                report.roots.pins,
-                report.entries_kept,
-                report.roots.entry_parts
+                "roots: {} ids from refs and recent reflogs, {} pinned ids, {} entries ({} parts)",
+                report.roots.refs, report.roots.pins, report.entries_kept, report.roots.entry_parts
             ),
         )?;
         print_line(
