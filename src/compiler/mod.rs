@@ -97,15 +97,23 @@
 
 pub mod callgraph;
 pub mod cbor;
+pub mod explain;
 pub mod hasher;
+pub mod keys;
 pub mod metadata;
+pub mod root;
+pub mod session;
 
 pub use callgraph::{
     CallGraphHashes, ExternalCallee, FunctionNode, HashedFunction, hash_call_graph,
 };
 pub use cbor::{from_cbor, to_cbor};
+pub use explain::{Change, Difference, Explanation, Finding};
 pub use hasher::{SemanticHash, SemanticHasher, Tag};
+pub use keys::{CacheKey, CompilerId, ContentHash, KeyBuilder, Tier};
 pub use metadata::{
     FunctionChange, Impact, Invalidation, InvalidationReason, MetadataDiff, PackageMetadata,
     PublicFunction, UpstreamUse, diff,
 };
+pub use root::BuildRoot;
+pub use session::{BuildSession, FinishedPackage, PreviousBuild, PublishReport};
