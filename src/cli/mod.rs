@@ -17,6 +17,7 @@ mod progress;
 mod put;
 mod refs;
 mod show;
+mod simulate;
 mod stats;
 mod verify;
 
@@ -91,6 +92,8 @@ enum Command {
     Clean(clean::Args),
     /// Show or change the store configuration (gc size cap, age limit, grace period)
     Config(config::Args),
+    /// Build a synthetic workspace again and again as a compiler would, checking every scenario
+    Simulate(simulate::Args),
     /// Put, get and show keyed entries: a composite key mapped to named parts
     Entry(entry::Args),
     /// Index statistics and compaction
@@ -107,6 +110,8 @@ enum DurabilityArg {
 /// What every subcommand gets: where the store is and how to open it.
 pub struct Context {
     store_path: PathBuf,
+    /// Whether --store or RASK_STORE named the store (simulate uses a temp one otherwise).
+    store_named: bool,
     options: StoreOptions,
 }
 
@@ -114,6 +119,21 @@ impl Context {
     /// Opens the existing store.
     pub fn open(&self) -> Result<Store, Failure> {
         Ok(Store::open(&self.store_path, self.options)?)
+    }
+
+    /// Whether the user named the store (--store or RASK_STORE).
+    pub fn store_named(&self) -> bool {
+        self.store_named
+    }
+
+    /// The store directory.
+    pub fn store_path(&self) -> &std::path::Path {
+        &self.store_path
+    }
+
+    /// The options stores are opened with.
+    pub fn options(&self) -> StoreOptions {
+        self.options
     }
 
     /// Opens the store, creating it if needed.
@@ -219,6 +239,7 @@ pub fn output_failure(err: io::Error) -> Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = Context {
+        store_named: cli.store.is_some(),
         store_path: cli.store.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE)),
         options: StoreOptions::with_durability(match cli.durability {
             DurabilityArg::None => Durability::None,
@@ -238,6 +259,7 @@ pub fn main() -> ExitCode {
         Command::Gc(args) => gc::run(&ctx, args),
         Command::Clean(args) => clean::run(&ctx, args),
         Command::Config(args) => config::run(&ctx, args),
+        Command::Simulate(args) => simulate::run(&ctx, args),
         Command::Entry(args) => entry::run(&ctx, args),
         Command::Index(args) => index::run(&ctx, args),
     };

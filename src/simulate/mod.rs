@@ -4,5 +4,7 @@
 //! build driver (to come) compiles it through the compiler layer and the
 //! store the way a real compiler would, scenario by scenario.
 
+pub mod build;
 pub mod oracle;
+pub mod scenario;
 pub mod workspace;

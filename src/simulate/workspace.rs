@@ -465,7 +465,18 @@ impl Function {
 impl SourceFile {
     /// The file's bytes.
     pub fn text(&self, ws: &Workspace, package: usize) -> String {
+        use std::fmt::Write;
         let mut out = String::new();
+        // The package's type definitions live in its first file.
+        if ws.packages[package]
+            .files
+            .first()
+            .is_some_and(|f| std::ptr::eq(f, self))
+        {
+            for ty in &ws.packages[package].types {
+                let _ = writeln!(out, "struct {} {{ {} }}", ty.name, ty.fields.join(", "));
+            }
+        }
         for &f in &self.functions {
             ws.packages[package].functions[f].text(ws, self.cosmetic, &mut out);
         }

@@ -1,0 +1,325 @@
+//! One simulated build of a [`Workspace`]: what a real compiler does, per
+//! package in dependency order, through a [`BuildSession`].
+//!
+//! 1. Quick path: file content hashes and upstream metadata ids against the
+//!    package's previous root; unchanged → skip the package.
+//! 2. Parse tier, per file: hit → reuse the AST; miss → "parse" and store.
+//! 3. Semantic hashes: feed every function to a [`SemanticHasher`], then
+//!    [`hash_call_graph`] with upstream callees from their metadata.
+//! 4. Function tier (non-generic functions), instance tier (every call to a
+//!    generic function, by type arguments) and comptime tier: hit → reuse;
+//!    miss → "compile" (deterministic bytes) and store.
+//! 5. Metadata and the build root; at the end, all refs in one transaction.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::oracle::InstanceKey;
+use super::workspace::{FnRef, TypeRef, Workspace};
+use crate::compiler::{
+    BuildSession, CompilerId, ContentHash, FunctionNode, PackageMetadata, PublicFunction,
+    SemanticHash, SemanticHasher, hash_call_graph,
+};
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::index::Index;
+use crate::name::PackageName;
+use crate::store::Store;
+
+/// Lookups of one tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierOutcome {
+    /// Lookups made.
+    pub lookups: u64,
+    /// Hits.
+    pub hits: u64,
+    /// Misses (then compiled and stored).
+    pub misses: u64,
+}
+
+impl TierOutcome {
+    fn count(&mut self, hit: bool) {
+        self.lookups += 1;
+        if hit {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+    }
+}
+
+/// What one build did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// Packages skipped by the quick path.
+    pub skipped: usize,
+    /// Packages built.
+    pub built: usize,
+    /// Parse tier.
+    pub parse: TierOutcome,
+    /// Function tier.
+    pub function: TierOutcome,
+    /// Instance tier.
+    pub instance: TierOutcome,
+    /// Comptime tier.
+    pub comptime: TierOutcome,
+    /// Artifacts stored.
+    pub puts: u64,
+    /// Bytes of artifacts stored.
+    pub bytes_written: u64,
+    /// Non-generic functions whose function-tier key missed.
+    pub missed_functions: BTreeSet<FnRef>,
+    /// Instance keys that missed.
+    pub missed_instances: BTreeSet<InstanceKey>,
+    /// Wall time of the build.
+    pub wall: Duration,
+    /// The published package metadata, by package index.
+    pub metadata: Vec<PackageMetadata>,
+}
+
+impl BuildOutcome {
+    /// All lookups, every tier.
+    pub fn lookups(&self) -> u64 {
+        self.parse.lookups + self.function.lookups + self.instance.lookups + self.comptime.lookups
+    }
+
+    /// All misses, every tier.
+    pub fn misses(&self) -> u64 {
+        self.parse.misses + self.function.misses + self.instance.misses + self.comptime.misses
+    }
+}
+
+/// The definition hash of a type of the model.
+pub fn type_hash(ws: &Workspace, t: TypeRef) -> Result<SemanticHash> {
+    let mut h = SemanticHasher::new();
+    h.begin_node("type");
+    h.symbol(&ws.type_name(t));
+    if let TypeRef::Defined { package, ty } = t {
+        for field in &ws.packages[package].types[ty].fields {
+            h.field(field);
+        }
+    }
+    h.end_node();
+    h.finish()
+}
+
+fn signature_hash(ws: &Workspace, f: FnRef) -> Result<SemanticHash> {
+    let function = ws.function(f);
+    let mut h = SemanticHasher::new();
+    h.begin_node("signature");
+    h.literal_uint(function.type_params as u128);
+    for p in 0..function.params {
+        h.type_annotation(super::workspace::BUILTINS[p % super::workspace::BUILTINS.len()]);
+    }
+    h.end_node();
+    h.finish()
+}
+
+/// Deterministic stand-in for compiled output: `len` bytes drawn from `seed`.
+fn artifact(seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block = *blake3::hash(seed).as_bytes();
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = *blake3::hash(&block).as_bytes();
+    }
+    out.truncate(len);
+    out
+}
+
+/// Builds the whole workspace once with `compiler`, publishing its refs.
+///
+/// # Errors
+/// Store, index and hasher errors; [`crate::Error::Conflict`] if another
+/// build moved this namespace's refs meanwhile.
+pub fn build(
+    ws: &Workspace,
+    store: &Store,
+    index: &Index,
+    compiler: &CompilerId,
+) -> Result<BuildOutcome> {
+    let started = Instant::now();
+    let mut out = BuildOutcome::default();
+    let mut session = BuildSession::open(store, index, compiler)?;
+    let keys = session.keys().clone();
+    let mut metadata_ids: Vec<ObjectId> = Vec::with_capacity(ws.packages.len());
+    for (p, package) in ws.packages.iter().enumerate() {
+        let name = PackageName::new(package.name.as_str())?;
+        let texts: Vec<String> = package.files.iter().map(|f| f.text(ws, p)).collect();
+        let file_hashes: Vec<ContentHash> = texts
+            .iter()
+            .map(|t| ContentHash::of(t.as_bytes()))
+            .collect();
+        let upstream: Vec<ObjectId> = package.deps.iter().map(|&d| metadata_ids[d]).collect();
+        if let Some(previous) = session.quick_check(&name, &file_hashes, &upstream)? {
+            out.metadata
+                .push(session.load_metadata(&previous.metadata_id)?);
+            metadata_ids.push(previous.metadata_id);
+            out.skipped += 1;
+            continue;
+        }
+        out.built += 1;
+
+        // Parse tier.
+        for (hash, text) in file_hashes.iter().zip(&texts) {
+            let key = keys.parse(*hash)?;
+            let hit = session.get(&name, &key, "ast")?.is_hit();
+            out.parse.count(hit);
+            if !hit {
+                session.put(&name, &key, &[("ast", text.as_bytes())])?;
+                out.puts += 1;
+                out.bytes_written += text.len() as u64;
+            }
+        }
+
+        // Semantic hashes, callees first.
+        let mut nodes = Vec::with_capacity(package.functions.len());
+        for function in &package.functions {
+            let mut h = SemanticHasher::new();
+            function.feed(ws, &mut h);
+            let mut callees = Vec::new();
+            let mut external = Vec::new();
+            for call in &function.calls {
+                let target = ws.function(call.target);
+                if call.target.package == p {
+                    callees.push(target.name.clone());
+                } else if let Some(ext) =
+                    out.metadata[call.target.package].external_callee(&target.name)
+                {
+                    external.push(ext);
+                }
+            }
+            nodes.push(FunctionNode {
+                id: function.name.clone(),
+                body_hash: h.finish()?,
+                callees,
+                external_callees: external,
+            });
+        }
+        let hashes = hash_call_graph(&nodes)?;
+        let final_hash = |name: &str| hashes.get(name);
+
+        // Function tier: every non-generic function.
+        for (f, function) in package.functions.iter().enumerate() {
+            if function.type_params > 0 {
+                continue;
+            }
+            let Some(hash) = final_hash(&function.name) else {
+                continue;
+            };
+            let key = keys.function(&package.name, &function.name, &hash)?;
+            let hit = session.get(&name, &key, "code")?.is_hit();
+            out.function.count(hit);
+            if !hit {
+                out.missed_functions.insert(FnRef {
+                    package: p,
+                    function: f,
+                });
+                let code = artifact(key.key().encoding(), 40 * function.statements);
+                session.put(&name, &key, &[("code", &code)])?;
+                out.puts += 1;
+                out.bytes_written += code.len() as u64;
+            }
+        }
+
+        // Instance tier: every distinct call to a generic function.
+        let mut seen: BTreeSet<InstanceKey> = BTreeSet::new();
+        for function in &package.functions {
+            for call in &function.calls {
+                let callee = ws.function(call.target);
+                if callee.type_params == 0 || !seen.insert((call.target, call.type_args.clone())) {
+                    continue;
+                }
+                let source = &ws.packages[call.target.package];
+                // The generic's own final body hash, whichever package asks, so
+                // that one instance has one key everywhere.
+                let body = if call.target.package == p {
+                    final_hash(&callee.name)
+                } else {
+                    out.metadata[call.target.package]
+                        .public_functions
+                        .get(&callee.name)
+                        .map(|f| f.body_hash)
+                };
+                let Some(body) = body else { continue };
+                let args: Vec<String> = call.type_args.iter().map(|t| ws.type_name(*t)).collect();
+                let defs = call
+                    .type_args
+                    .iter()
+                    .map(|t| type_hash(ws, *t))
+                    .collect::<Result<Vec<_>>>()?;
+                let key = keys.instance(&source.name, &callee.name, &args, &body, &defs)?;
+                let hit = session.get(&name, &key, "ast")?.is_hit();
+                out.instance.count(hit);
+                if !hit {
+                    out.missed_instances
+                        .insert((call.target, call.type_args.clone()));
+                    let ast = artifact(key.key().encoding(), 40 * callee.statements);
+                    session.put(&name, &key, &[("ast", &ast)])?;
+                    out.puts += 1;
+                    out.bytes_written += ast.len() as u64;
+                }
+            }
+        }
+
+        // Comptime tier.
+        for function in &package.functions {
+            let (Some(args), Some(body)) = (function.comptime, final_hash(&function.name)) else {
+                continue;
+            };
+            let args_hash = SemanticHash::from(blake3::hash(&args.to_le_bytes()));
+            let key = keys.comptime(&function.name, &args_hash, &body)?;
+            let hit = session.get(&name, &key, "value")?.is_hit();
+            out.comptime.count(hit);
+            if !hit {
+                let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
+                session.put(&name, &key, &[("value", &value)])?;
+                out.puts += 1;
+                out.bytes_written += value.len() as u64;
+            }
+        }
+
+        // Metadata, then the package's root.
+        let mut meta = PackageMetadata::new(package.name.as_str(), compiler_version(compiler));
+        for (f, function) in package.functions.iter().enumerate() {
+            if !function.public {
+                continue;
+            }
+            let Some(body) = final_hash(&function.name) else {
+                continue;
+            };
+            meta.public_functions.insert(
+                function.name.clone(),
+                PublicFunction {
+                    signature_hash: signature_hash(
+                        ws,
+                        FnRef {
+                            package: p,
+                            function: f,
+                        },
+                    )?,
+                    body_hash: body,
+                    is_generic: function.type_params > 0,
+                    type_params: (0..function.type_params).map(|t| format!("T{t}")).collect(),
+                },
+            );
+        }
+        for t in 0..package.types.len() {
+            let r = TypeRef::Defined { package: p, ty: t };
+            meta.public_types
+                .insert(package.types[t].name.clone(), type_hash(ws, r)?);
+        }
+        let finished = session.finish_package(&name, &meta, &file_hashes, &upstream)?;
+        metadata_ids.push(finished.metadata_id);
+        out.metadata.push(meta);
+    }
+    session.publish("simulate")?;
+    out.wall = started.elapsed();
+    Ok(out)
+}
+
+fn compiler_version(compiler: &CompilerId) -> String {
+    compiler
+        .namespace()
+        .map_or_else(|_| "unknown".into(), |ns| ns.to_string())
+}
