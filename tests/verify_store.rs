@@ -433,3 +433,74 @@ fn litter_is_reported_but_not_damage_and_repair_removes_it() {
         )
         .unwrap();
 }
+
+/// The state a multi-ref transaction leaves when its writer is killed in the
+/// middle of step 5 (see crate::refs): its record, its lock files, one ref
+/// already new and one still old.
+#[test]
+fn an_unfinished_transaction_is_reported_and_completed_by_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let layout = store.layout();
+    let ns = Namespace::new("rask-1.0").unwrap();
+    let (a, b) = (
+        PackageName::new("a").unwrap(),
+        PackageName::new("b").unwrap(),
+    );
+    let id = |text: &str| store.put_object(Kind::Root, &[], text.as_bytes()).unwrap();
+    let (old_a, old_b, new_a, new_b) = (id("a1"), id("b1"), id("a2"), id("b2"));
+    store
+        .update_ref(&ns, &a, Expect::Absent, old_a, "build 1")
+        .unwrap();
+    store
+        .update_ref(&ns, &b, Expect::Absent, old_b, "build 1")
+        .unwrap();
+
+    let txn = "999999-abcdef-0";
+    let mut record = format!(
+        "rask-store ref transaction 1\npid 999999\ntime 1700000000\nmessage build 2\n\
+         update {ns} a {old_a} {new_a}\nupdate {ns} b {old_b} {new_b}\n"
+    );
+    let check = blake3::hash(record.as_bytes());
+    record.push_str(&format!("check {}\n", hex::encode(&check.as_bytes()[..8])));
+    fs::create_dir_all(layout.txn_dir()).unwrap();
+    let record_path = layout.txn_dir().join(txn);
+    fs::write(&record_path, record).unwrap();
+    for pkg in [&a, &b] {
+        let content = format!("rask-store ref lock 1\npid 999999\ntxn {txn}\n");
+        fs::write(layout.ref_lock_path(&ns, pkg), content).unwrap();
+    }
+    // The writer got as far as ref a (its own update bypasses the locks here).
+    fs::write(layout.ref_path(&ns, &a), format!("{new_a}\n")).unwrap();
+
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    let found: BTreeSet<(ProblemKind, PathBuf)> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.path.clone()))
+        .collect();
+    let expected: BTreeSet<(ProblemKind, PathBuf)> = [
+        (ProblemKind::UnfinishedTransaction, record_path.clone()),
+        (ProblemKind::StaleLock, layout.ref_lock_path(&ns, &a)),
+        (ProblemKind::StaleLock, layout.ref_lock_path(&ns, &b)),
+    ]
+    .into();
+    assert_eq!(found, expected);
+    assert!(!report.is_clean());
+    let out = cli(store.root(), &["verify"]);
+    assert_eq!(code(&out), 3, "{}", stdout(&out));
+
+    let repaired = verify::verify(&store, repair_options(), &|_| {}).unwrap();
+    assert!(
+        repaired.unrepaired().next().is_none(),
+        "{:#?}",
+        repaired.problems
+    );
+    assert_eq!(store.read_ref(&ns, &a).unwrap(), Some(new_a));
+    assert_eq!(store.read_ref(&ns, &b).unwrap(), Some(new_b));
+    let last = store.reflog(&ns, &b).unwrap().entries.pop().unwrap();
+    assert_eq!((last.old, last.new), (Some(old_b), Some(new_b)));
+    assert!(!record_path.exists());
+    let again = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    assert!(again.problems.is_empty(), "{:#?}", again.problems);
+}
