@@ -396,7 +396,7 @@ struct RefContext<'a> {
 }
 
 /// The lock file content for a ref locked by this process.
-fn lock_content(txn: Option<&str>) -> String {
+pub(crate) fn lock_content(txn: Option<&str>) -> String {
     format!(
         "{LOCK_MAGIC_LINE}\npid {}\ntxn {}\n",
         std::process::id(),

@@ -4,35 +4,87 @@
 //! - the format stamp;
 //! - every object file: re-hashed in full (on every core), header, length;
 //! - every link: the object it names must exist;
-//! - every file in a fanout directory must be named like an object.
+//! - every file in a fanout directory must be named like an object;
+//! - every index file through [`Index::check`]: manifest, segment checksums,
+//!   order and fan-out, every journal record, torn journal tails;
+//! - every live index entry: each part must exist, be intact, and reach only
+//!   objects that exist (its closure is complete);
+//! - every ref: it parses, its target exists and its closure is complete;
+//! - every reflog line passes its check;
+//! - ref transactions left unfinished by a dead writer (`locks/txn/`);
+//! - stale ref lock files and dead pins.
 //!
 //! Every problem is collected with its kind and path; verify never stops at
-//! the first.
+//! the first. The object walk's results (which objects are intact, the link
+//! graph) are reused for entries and refs: nothing is hashed twice, except
+//! objects that appeared after the walk, which are checked when first met.
+//!
+//! # Damage and litter
+//! Most kinds are **damage**: something a build could trip over. Two are
+//! **litter** ([`ProblemKind::is_litter`]): a stale ref lock file and a dead
+//! pin. Both are left by a process that died, protect nothing, and are
+//! cleared by the next writer or gc anyway; verify reports them, repair
+//! removes them, but they do not make a store unclean (exit 0).
 //!
 //! # Repair
-//! Repair never deletes evidence: a damaged object or a stray file is moved
-//! to `quarantine/` (named `<original name>.<unix nanos>`), and so is every
-//! object whose links can no longer be followed to the end (its closure is
-//! incomplete, so no build can use it), repeated until every remaining
-//! object's closure is whole. After a repair the store verifies clean.
+//! Repair never deletes evidence:
+//! - a damaged object or a stray file is moved to `quarantine/` (named
+//!   `<original name>.<unix nanos>`), and so is every object whose links can
+//!   no longer be followed to the end (its closure is incomplete);
+//! - an index entry whose part is missing, corrupt or has an incomplete
+//!   closure is removed ([`Index::remove`]: a remove record, so the journal
+//!   keeps the trace), then the index is compacted, which also sets aside
+//!   unreadable segments (`index/<file>.bad`) and drops torn journal tails;
+//! - a ref whose closure is incomplete is deleted by compare-and-swap
+//!   against the value verify read, with a reflog line naming the reason
+//!   (the compiler rebuilds that package); a garbage ref is first copied to
+//!   `quarantine/ref-<ns>-<pkg>.<nanos>`, then deleted the same way;
+//! - unfinished ref transactions are completed
+//!   ([`Store::recover_ref_transactions`]) before refs are checked;
+//! - a reflog with damaged lines is copied to
+//!   `quarantine/reflog-<ns>-<pkg>.<nanos>` and rewritten with its good lines
+//!   (under the ref's lock, so no append is lost);
+//! - stale ref lock files and dead pins are removed.
+//!
+//! After a repair the store verifies clean.
 //!
 //! # Concurrency
-//! Safe beside writers and gc: files that vanish mid-walk are skipped, and a
-//! link is reported dangling only if its target is still absent when checked
-//! a second time. Each worker holds one file open at a time.
+//! Safe beside writers and gc. Verify takes no exclusive lock; writes it
+//! makes in repair go through the ordinary writer paths (shared lock, ref
+//! locks, index journal). Files that vanish mid-walk are skipped. Anything
+//! that may just have been written is re-checked before it is reported: a
+//! link is dangling only if its target is still absent when checked a
+//! second time; an entry or ref only if it still holds the same value; a
+//! torn journal tail or reflog line only if it is still there when read
+//! again. Each hashing worker holds one file open at a time.
+//!
+//! Remaining window: a garbage ref is retired unconditionally (it has no
+//! value to compare against); it is re-read just before, so only a writer
+//! that replaces it in that instant is overruled, and its value is then
+//! recorded as the old value in the reflog line.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
+use crate::index::{Entry, Index};
+use crate::layout::{Layout, REF_LOCK_SUFFIX};
+use crate::lock::{HeldLockFile, PinState, TryCreate};
+use crate::name::{Namespace, PackageName};
+use crate::publish::{self, Access};
+use crate::refs::{self, Expect};
 use crate::stamp;
 use crate::store::Store;
 use crate::walk::{self, FanoutEntry};
+
+/// How long repair waits for a ref lock held by a live process.
+const REPAIR_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether verify changes anything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +92,7 @@ pub enum RepairMode {
     /// Only report.
     #[default]
     ReportOnly,
-    /// Move damaged and unusable files to `quarantine/`.
+    /// Quarantine, drop and retire what is damaged or unusable.
     Repair,
 }
 
@@ -54,7 +106,7 @@ pub struct VerifyOptions {
     pub threads: usize,
 }
 
-/// The kinds of damage verify finds.
+/// The kinds of damage (and litter) verify finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ProblemKind {
@@ -68,6 +120,27 @@ pub enum ProblemKind {
     DanglingLink,
     /// A file in a fanout directory that is not named like an object.
     StrayFile,
+    /// An index file (manifest, segment, journal) is damaged: checksum,
+    /// order, fan-out, a damaged or torn journal record.
+    DamagedIndexFile,
+    /// A live index entry whose part is missing or reaches a missing object.
+    DanglingEntry,
+    /// A live index entry whose part object is corrupt.
+    CorruptEntryPart,
+    /// A ref file that is not an id.
+    CorruptRef,
+    /// A ref whose target is missing, corrupt, or reaches a missing object.
+    DanglingRef,
+    /// A reflog line that fails its check (damaged, or a torn append).
+    DamagedReflogLine,
+    /// A multi-ref transaction whose writer died midway.
+    UnfinishedTransaction,
+    /// A live pin file that cannot be parsed.
+    BadPin,
+    /// Litter: a ref lock file whose holder is gone.
+    StaleLock,
+    /// Litter: a pin file whose process is gone.
+    DeadPin,
 }
 
 impl ProblemKind {
@@ -79,7 +152,23 @@ impl ProblemKind {
             ProblemKind::UnreadableObject => "unreadable-object",
             ProblemKind::DanglingLink => "dangling-link",
             ProblemKind::StrayFile => "stray-file",
+            ProblemKind::DamagedIndexFile => "damaged-index-file",
+            ProblemKind::DanglingEntry => "dangling-entry",
+            ProblemKind::CorruptEntryPart => "corrupt-entry-part",
+            ProblemKind::CorruptRef => "corrupt-ref",
+            ProblemKind::DanglingRef => "dangling-ref",
+            ProblemKind::DamagedReflogLine => "damaged-reflog-line",
+            ProblemKind::UnfinishedTransaction => "unfinished-transaction",
+            ProblemKind::BadPin => "bad-pin",
+            ProblemKind::StaleLock => "stale-lock",
+            ProblemKind::DeadPin => "dead-pin",
         }
+    }
+
+    /// True for leftovers of dead processes that harm nothing (stale lock
+    /// files, dead pins): reported and removed by repair, but not damage.
+    pub fn is_litter(self) -> bool {
+        matches!(self, ProblemKind::StaleLock | ProblemKind::DeadPin)
     }
 }
 
@@ -103,6 +192,10 @@ pub struct VerifyReport {
     pub objects: u64,
     /// Bytes of object files hashed.
     pub bytes: u64,
+    /// Live index entries checked.
+    pub entries: u64,
+    /// Refs checked.
+    pub refs: u64,
     /// Every problem, sorted by kind then path.
     pub problems: Vec<Problem>,
     /// Worker threads used.
@@ -110,14 +203,19 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// True when nothing was found.
+    /// True when no damage was found (litter may have been).
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.iter().all(|p| p.kind.is_litter())
     }
 
     /// Problems that repair did not fix (all of them when not repairing).
     pub fn unrepaired(&self) -> impl Iterator<Item = &Problem> {
         self.problems.iter().filter(|p| p.repaired.is_none())
+    }
+
+    /// Damage (not litter) that repair did not fix: what makes verify exit 3.
+    pub fn damage_left(&self) -> impl Iterator<Item = &Problem> {
+        self.unrepaired().filter(|p| !p.kind.is_litter())
     }
 }
 
@@ -139,8 +237,162 @@ struct WorkerResult {
     problems: Vec<(Problem, Option<ObjectId>)>,
 }
 
-/// Checks the whole store; with [`RepairMode::Repair`], quarantines what is
-/// damaged or unusable.
+/// What a repair must act on, besides the problems themselves.
+enum Action {
+    None,
+    /// Move the problem's file to quarantine.
+    Quarantine,
+    /// Remove this entry (key encoding) if it is still the entry `id`.
+    Entry {
+        key: Vec<u8>,
+        id: ObjectId,
+    },
+    /// Repaired by compacting the index.
+    Compact,
+    /// Delete this ref if it still holds `value` (None: garbage).
+    Ref {
+        ns: Namespace,
+        pkg: PackageName,
+        value: Option<ObjectId>,
+    },
+    /// Rewrite this reflog without its damaged lines.
+    Reflog {
+        ns: Namespace,
+        pkg: PackageName,
+    },
+    /// Recovered by `recover_ref_transactions`.
+    Transaction,
+    /// Remove this stale lock file.
+    Lock,
+    /// Remove dead pins.
+    Pin,
+}
+
+/// The link graph and the object results of the walk.
+struct Graph {
+    present: HashSet<ObjectId>,
+    /// Objects the walk found corrupt or unreadable.
+    bad: HashSet<ObjectId>,
+    /// Every id whose closure is incomplete, with a missing or damaged
+    /// object it reaches (itself, for a missing or damaged one).
+    broken: HashMap<ObjectId, ObjectId>,
+    /// Results for objects that appeared after the walk.
+    late: Mutex<HashMap<ObjectId, Reach>>,
+}
+
+/// Whether an object and everything it links to can be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// It and its whole closure exist and are intact.
+    Whole,
+    /// It does not exist.
+    Missing,
+    /// It exists but its bytes are damaged.
+    Damaged,
+    /// It is fine, but reaches this missing or damaged object.
+    Reaches(ObjectId),
+}
+
+impl Graph {
+    fn build(
+        store: &Store,
+        present: HashSet<ObjectId>,
+        bad: HashSet<ObjectId>,
+        links: &[(ObjectId, ObjectId)],
+    ) -> Result<Graph> {
+        let mut parents: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+        let mut broken: HashMap<ObjectId, ObjectId> = HashMap::new();
+        for &id in &bad {
+            broken.insert(id, id);
+        }
+        for &(from, to) in links {
+            parents.entry(to).or_default().push(from);
+            // Written after its directory was listed: not missing.
+            if !present.contains(&to) && !bad.contains(&to) && !store.contains_object(&to)? {
+                broken.insert(to, to);
+            }
+        }
+        let mut queue: Vec<ObjectId> = broken.keys().copied().collect();
+        while let Some(id) = queue.pop() {
+            let witness = broken.get(&id).copied().unwrap_or(id);
+            for &parent in parents.get(&id).map_or(&[][..], Vec::as_slice) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = broken.entry(parent) {
+                    slot.insert(witness);
+                    queue.push(parent);
+                }
+            }
+        }
+        Ok(Graph {
+            present,
+            bad,
+            broken,
+            late: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether `id` and its closure are usable, from the walk's results,
+    /// checking objects that appeared since (once each).
+    fn reach(&self, store: &Store, id: ObjectId) -> Result<Reach> {
+        if self.bad.contains(&id) {
+            return Ok(Reach::Damaged);
+        }
+        if let Some(&witness) = self.broken.get(&id) {
+            return Ok(if witness == id {
+                Reach::Missing
+            } else {
+                Reach::Reaches(witness)
+            });
+        }
+        if self.present.contains(&id) {
+            return Ok(Reach::Whole);
+        }
+        if let Some(&known) = self.late.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(known);
+        }
+        let reach = match store.object_info(&id) {
+            Ok(info) => {
+                let mut reach = Reach::Whole;
+                for child in info.links {
+                    match self.reach(store, child)? {
+                        Reach::Whole => {}
+                        Reach::Missing | Reach::Damaged => {
+                            reach = Reach::Reaches(child);
+                            break;
+                        }
+                        Reach::Reaches(w) => {
+                            reach = Reach::Reaches(w);
+                            break;
+                        }
+                    }
+                }
+                reach
+            }
+            Err(Error::NotFound { .. }) => Reach::Missing,
+            Err(Error::Corrupt { .. }) => Reach::Damaged,
+            Err(e) => return Err(e),
+        };
+        self.late
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, reach);
+        Ok(reach)
+    }
+
+    /// Objects to quarantine: every present object whose closure is incomplete.
+    fn unusable(&self) -> Vec<ObjectId> {
+        let mut ids: Vec<ObjectId> = self
+            .broken
+            .iter()
+            .filter(|(id, witness)| id != witness && self.present.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Checks the whole store; with [`RepairMode::Repair`], repairs what is
+/// damaged or unusable (see the module docs).
 ///
 /// `progress` is called from worker threads after each fanout directory.
 ///
@@ -161,11 +413,11 @@ pub fn verify(
         threads,
         ..VerifyReport::default()
     };
-    let mut problems: Vec<(Problem, Option<ObjectId>)> = Vec::new();
+    let mut found: Vec<(Problem, Action)> = Vec::new();
     if let Err(e) = stamp::check(layout) {
-        problems.push((
+        found.push((
             problem(ProblemKind::BadStamp, layout.stamp(), e.to_string()),
-            None,
+            Action::None,
         ));
     }
 
@@ -217,27 +469,41 @@ pub fn verify(
     report.bytes = bytes.into_inner();
 
     let mut present: HashSet<ObjectId> = HashSet::new();
+    let mut bad: HashSet<ObjectId> = HashSet::new();
     let mut links: Vec<(ObjectId, ObjectId)> = Vec::new();
     for result in results {
         present.extend(result.present);
         links.extend(result.links);
-        problems.extend(result.problems);
+        for (p, id) in result.problems {
+            if let Some(id) = id {
+                bad.insert(id);
+            }
+            found.push((p, Action::Quarantine));
+        }
     }
+    let graph = Graph::build(store, present, bad, &links)?;
     for &(from, to) in &links {
-        if !present.contains(&to) && !store.contains_object(&to)? {
+        if graph.broken.get(&to) == Some(&to) && !graph.bad.contains(&to) {
             let detail = format!("object {from} links to {to}, which does not exist");
-            problems.push((
+            found.push((
                 problem(ProblemKind::DanglingLink, store.object_path(&from), detail),
-                Some(from),
+                Action::None,
             ));
         }
     }
 
+    let index = check_index(store, &graph, &mut found, &mut report)?;
+    check_transactions(store, options.repair, &mut found)?;
+    check_refs(store, &graph, &mut found, &mut report)?;
+    check_reflogs(store, &mut found)?;
+    check_pins(store, &mut found)?;
+
     if options.repair == RepairMode::Repair {
-        repair(store, &mut problems, &present, &links)?;
+        repair(store, index.as_ref(), &graph, &mut found)?;
     }
-    problems.sort_by(|a, b| (a.0.kind, &a.0.path).cmp(&(b.0.kind, &b.0.path)));
-    report.problems = problems.into_iter().map(|(p, _)| p).collect();
+    let mut problems: Vec<Problem> = found.into_iter().map(|(p, _)| p).collect();
+    problems.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
+    report.problems = problems;
     Ok(report)
 }
 
@@ -248,6 +514,611 @@ fn problem(kind: ProblemKind, path: PathBuf, detail: String) -> Problem {
         detail,
         repaired: None,
     }
+}
+
+/// Index files, then every live entry's parts. Returns the open index, or
+/// `None` when its manifest is unreadable (reported).
+fn check_index(
+    store: &Store,
+    graph: &Graph,
+    found: &mut Vec<(Problem, Action)>,
+    report: &mut VerifyReport,
+) -> Result<Option<Index>> {
+    let index = match Index::open(store) {
+        Ok(index) => index,
+        Err(e @ (Error::Corrupt { .. } | Error::UnsupportedFormat { .. })) => {
+            found.push((
+                problem(
+                    ProblemKind::DamagedIndexFile,
+                    store.layout().index_manifest(),
+                    e.to_string(),
+                ),
+                Action::None,
+            ));
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let first = index.check()?;
+    if !first.is_empty() {
+        // A torn tail may be an append in progress: report what persists.
+        let second = index.check()?;
+        for p in first.into_iter().filter(|p| second.contains(p)) {
+            found.push((
+                problem(ProblemKind::DamagedIndexFile, p.path, p.message),
+                Action::Compact,
+            ));
+        }
+    }
+    let entries = index.entries()?;
+    report.entries = entries.len() as u64;
+    for entry in entries {
+        let Some((kind, detail)) = entry_problem(store, graph, &entry)? else {
+            continue;
+        };
+        // Re-check: the entry may have been replaced or removed meanwhile.
+        let Ok(key) = entry.key() else { continue };
+        index.refresh()?;
+        let still = index
+            .lookup(&key)?
+            .hit()
+            .is_some_and(|e| e.id() == entry.id());
+        if !still {
+            continue;
+        }
+        let path = store.layout().index_dir().to_path_buf();
+        found.push((
+            problem(
+                kind,
+                path,
+                format!("entry {} (key {}): {detail}", entry.id(), key.hash()),
+            ),
+            Action::Entry {
+                key: entry.key_encoding().to_vec(),
+                id: entry.id(),
+            },
+        ));
+    }
+    Ok(Some(index))
+}
+
+fn entry_problem(
+    store: &Store,
+    graph: &Graph,
+    entry: &Entry,
+) -> Result<Option<(ProblemKind, String)>> {
+    for part in entry.parts() {
+        let id = part.id;
+        let found = match graph.reach(store, id)? {
+            Reach::Whole => continue,
+            Reach::Missing => (
+                ProblemKind::DanglingEntry,
+                format!("part {:?} is object {id}, which does not exist", part.name),
+            ),
+            Reach::Damaged => (
+                ProblemKind::CorruptEntryPart,
+                format!("part {:?} is object {id}, which is corrupt", part.name),
+            ),
+            Reach::Reaches(w) => (
+                ProblemKind::DanglingEntry,
+                format!(
+                    "part {:?} (object {id}) reaches object {w}, which is missing or corrupt",
+                    part.name
+                ),
+            ),
+        };
+        return Ok(Some(found));
+    }
+    Ok(None)
+}
+
+/// Transaction records of dead writers. With repair, they are completed
+/// now, before refs are read.
+fn check_transactions(
+    store: &Store,
+    mode: RepairMode,
+    found: &mut Vec<(Problem, Action)>,
+) -> Result<()> {
+    let dir = store.layout().txn_dir();
+    let mut dead = Vec::new();
+    for path in list_dir(&dir)? {
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        // The owner holds the record locked for as long as it lives.
+        if file.try_lock().is_ok() {
+            dead.push(path);
+        }
+    }
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let outcome = match mode {
+        RepairMode::Repair => Some(store.recover_ref_transactions()),
+        RepairMode::ReportOnly => None,
+    };
+    for path in dead {
+        let mut p = problem(
+            ProblemKind::UnfinishedTransaction,
+            path.clone(),
+            "a multi-ref transaction whose writer died before finishing".into(),
+        );
+        match &outcome {
+            Some(Ok(done)) => {
+                if let Some(t) = done.iter().find(|t| t.path == path) {
+                    p.repaired = Some(format!(
+                        "completed: {} set, {} changed since and left",
+                        t.completed.len(),
+                        t.skipped.len()
+                    ));
+                } else if !path.exists() {
+                    p.repaired = Some("completed by another process".into());
+                }
+            }
+            Some(Err(e)) => p.detail.push_str(&format!("; recovery failed: {e}")),
+            None => {}
+        }
+        found.push((p, Action::Transaction));
+    }
+    Ok(())
+}
+
+/// Every ref of every namespace, and the lock files beside them.
+fn check_refs(
+    store: &Store,
+    graph: &Graph,
+    found: &mut Vec<(Problem, Action)>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let layout = store.layout();
+    for ns in store.list_namespaces()? {
+        for path in list_dir(&layout.ref_namespace_dir(&ns))? {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with('.') && name.ends_with(REF_LOCK_SUFFIX) {
+                if lock_is_stale(&path) {
+                    found.push((
+                        problem(
+                            ProblemKind::StaleLock,
+                            path.clone(),
+                            "ref lock file of a process that is gone".into(),
+                        ),
+                        Action::Lock,
+                    ));
+                }
+                continue;
+            }
+            let Ok(pkg) = PackageName::new(name) else {
+                continue;
+            };
+            report.refs += 1;
+            if let Some((p, action)) = ref_problem(store, graph, &ns, &pkg)? {
+                found.push((p, action));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ref_problem(
+    store: &Store,
+    graph: &Graph,
+    ns: &Namespace,
+    pkg: &PackageName,
+) -> Result<Option<(Problem, Action)>> {
+    let path = store.layout().ref_path(ns, pkg);
+    let value = match store.read_ref(ns, pkg) {
+        Ok(Some(value)) => value,
+        Ok(None) => return Ok(None),
+        Err(Error::Corrupt { reason, .. }) => {
+            let action = Action::Ref {
+                ns: ns.clone(),
+                pkg: pkg.clone(),
+                value: None,
+            };
+            return Ok(Some((
+                problem(ProblemKind::CorruptRef, path, reason),
+                action,
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    let detail = match graph.reach(store, value)? {
+        Reach::Whole => return Ok(None),
+        Reach::Missing => format!("points to {value}, which does not exist"),
+        Reach::Damaged => format!("points to {value}, which is corrupt"),
+        Reach::Reaches(w) => {
+            format!("points to {value}, which reaches {w}, which is missing or corrupt")
+        }
+    };
+    // A writer may have moved the ref on meanwhile.
+    if !matches!(store.read_ref(ns, pkg), Ok(Some(now)) if now == value) {
+        return Ok(None);
+    }
+    let action = Action::Ref {
+        ns: ns.clone(),
+        pkg: pkg.clone(),
+        value: Some(value),
+    };
+    Ok(Some((
+        problem(ProblemKind::DanglingRef, path, detail),
+        action,
+    )))
+}
+
+/// Every reflog's damaged lines, re-read once to let appends in progress finish.
+fn check_reflogs(store: &Store, found: &mut Vec<(Problem, Action)>) -> Result<()> {
+    let logs = store.layout().logs_dir();
+    for ns_dir in list_dir(&logs)? {
+        let Some(ns) = ns_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| Namespace::new(n).ok())
+        else {
+            continue;
+        };
+        for path in list_dir(&ns_dir)? {
+            let Some(pkg) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| PackageName::new(n).ok())
+            else {
+                continue;
+            };
+            let first = store.reflog(&ns, &pkg)?;
+            if first.damaged.is_empty() {
+                continue;
+            }
+            let second = store.reflog(&ns, &pkg)?;
+            for line in first.damaged.iter().filter(|l| second.damaged.contains(l)) {
+                found.push((
+                    problem(
+                        ProblemKind::DamagedReflogLine,
+                        path.clone(),
+                        format!("line {}: {}", line.line, line.reason),
+                    ),
+                    Action::Reflog {
+                        ns: ns.clone(),
+                        pkg: pkg.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_pins(store: &Store, found: &mut Vec<(Problem, Action)>) -> Result<()> {
+    match store.pins() {
+        Ok(pins) => {
+            for pin in pins.into_iter().filter(|p| p.state == PinState::Dead) {
+                let detail = match pin.pid {
+                    Some(pid) => format!("pin of process {pid}, which is gone"),
+                    None => "pin of a process that is gone".to_string(),
+                };
+                found.push((problem(ProblemKind::DeadPin, pin.path, detail), Action::Pin));
+            }
+        }
+        Err(Error::Corrupt { path, reason, .. }) => {
+            found.push((problem(ProblemKind::BadPin, path, reason), Action::None));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// The entries of `dir` (none if it does not exist), sorted.
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        paths.push(entry.at("list", dir)?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// A lock file nobody holds (see crate::lock, "Stale rule"). The `flock`
+/// taken to look is dropped at once; a creator that is about to lock the
+/// file waits for that instant and goes on.
+fn lock_is_stale(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => true,
+        Err(TryLockError::WouldBlock | TryLockError::Error(_)) => false,
+    }
+}
+
+/// Takes a ref's lock file, clearing a stale one; `None` if a live process
+/// kept it for [`REPAIR_LOCK_TIMEOUT`].
+fn lock_ref(layout: &Layout, ns: &Namespace, pkg: &PackageName) -> Result<Option<HeldLockFile>> {
+    let path = layout.ref_lock_path(ns, pkg);
+    let deadline = std::time::Instant::now() + REPAIR_LOCK_TIMEOUT;
+    loop {
+        match HeldLockFile::try_create(&path, &refs::lock_content(None))? {
+            TryCreate::Acquired(held) => return Ok(Some(held)),
+            TryCreate::Stale(stale) => stale.remove()?,
+            TryCreate::Retry => {}
+            TryCreate::Busy => {
+                if std::time::Instant::now() > deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Applies every repair (module docs, "Repair").
+fn repair(
+    store: &Store,
+    index: Option<&Index>,
+    graph: &Graph,
+    found: &mut Vec<(Problem, Action)>,
+) -> Result<()> {
+    let layout = store.layout();
+    let quarantine = layout.quarantine_dir();
+    fs::create_dir_all(&quarantine).at("create directory", &quarantine)?;
+
+    // Objects: damaged ones and stray files, then every object whose closure
+    // is incomplete.
+    for (p, action) in found.iter_mut() {
+        if let Action::Quarantine = action {
+            match move_to_quarantine(&p.path, &quarantine) {
+                Ok(to) => p.repaired = Some(format!("moved to {}", to.display())),
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    p.repaired = Some("removed by another process meanwhile".into());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let mut moved: HashMap<ObjectId, PathBuf> = HashMap::new();
+    for id in graph.unusable() {
+        match move_to_quarantine(&store.object_path(&id), &quarantine) {
+            Ok(to) => {
+                moved.insert(id, to);
+            }
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut unusable: Vec<(ObjectId, PathBuf)> = moved.into_iter().collect();
+    unusable.sort();
+    for (id, to) in unusable {
+        let path = store.object_path(&id);
+        let note = format!("its closure is incomplete; moved to {}", to.display());
+        let mut reported = false;
+        for (p, _) in found.iter_mut() {
+            if p.kind == ProblemKind::DanglingLink && p.path == path {
+                p.repaired = Some(note.clone());
+                reported = true;
+            }
+        }
+        if !reported {
+            let witness = graph.broken.get(&id).copied().unwrap_or(id);
+            let mut p = problem(
+                ProblemKind::DanglingLink,
+                path,
+                format!("object {id} reaches {witness}, which is missing or damaged"),
+            );
+            p.repaired = Some(note);
+            found.push((p, Action::None));
+        }
+    }
+
+    // Index: remove unusable entries, then compact.
+    if let Some(index) = index {
+        let mut compact = false;
+        for (p, action) in found.iter_mut() {
+            match action {
+                Action::Entry { key, id } => {
+                    let Ok(key) = crate::key::Key::decode(key) else {
+                        continue;
+                    };
+                    let current = index.lookup(&key)?.hit().map(|e| e.id());
+                    if current == Some(*id) {
+                        index.remove(&key)?;
+                        p.repaired = Some("entry removed from the index".into());
+                    } else {
+                        p.repaired = Some("entry replaced by another process meanwhile".into());
+                    }
+                    compact = true;
+                }
+                Action::Compact => compact = true,
+                _ => {}
+            }
+        }
+        if compact {
+            let done = index.compact()?;
+            let left = index.check()?;
+            for (p, action) in found.iter_mut() {
+                if let Action::Compact = action
+                    && !left.iter().any(|l| l.path == p.path)
+                {
+                    let mut note = format!("index compacted to generation {}", done.generation);
+                    if !done.quarantined.is_empty() {
+                        let names: Vec<String> = done
+                            .quarantined
+                            .iter()
+                            .map(|q| q.display().to_string())
+                            .collect();
+                        note.push_str(&format!("; set aside {}", names.join(", ")));
+                    }
+                    p.repaired = Some(note);
+                }
+            }
+        }
+    }
+
+    // Refs, reflogs, locks, pins.
+    for (p, action) in found.iter_mut() {
+        match action {
+            Action::Ref { ns, pkg, value } => {
+                p.repaired = retire_ref(store, ns, pkg, *value, &p.detail)?;
+            }
+            Action::Lock => {
+                if let Some((ns, pkg)) = lock_owner(&p.path) {
+                    match lock_ref(layout, &ns, &pkg)? {
+                        Some(held) => {
+                            held.release()?;
+                            p.repaired = Some("removed".into());
+                        }
+                        None => p.repaired = Some("now held by a live process".into()),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut rewritten: HashMap<PathBuf, Option<String>> = HashMap::new();
+    for (p, action) in found.iter_mut() {
+        if let Action::Reflog { ns, pkg } = action {
+            let note = match rewritten.get(&p.path) {
+                Some(note) => note.clone(),
+                None => {
+                    let note = rewrite_reflog(store, ns, pkg)?;
+                    rewritten.insert(p.path.clone(), note.clone());
+                    note
+                }
+            };
+            p.repaired = note;
+        }
+    }
+    if found.iter().any(|(_, a)| matches!(a, Action::Pin)) {
+        let removed = store.remove_dead_pins()?;
+        for (p, action) in found.iter_mut() {
+            if let Action::Pin = action {
+                p.repaired = Some(if removed.contains(&p.path) {
+                    "removed".into()
+                } else {
+                    "removed by another process meanwhile".into()
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `(namespace, package)` of a ref lock file path `refs/<ns>/.<pkg>.lock`.
+fn lock_owner(path: &Path) -> Option<(Namespace, PackageName)> {
+    let name = path.file_name()?.to_str()?;
+    let pkg = name.strip_prefix('.')?.strip_suffix(REF_LOCK_SUFFIX)?;
+    let ns = path.parent()?.file_name()?.to_str()?;
+    Some((Namespace::new(ns).ok()?, PackageName::new(pkg).ok()?))
+}
+
+/// Deletes a ref whose closure is incomplete (`value`) or that is garbage
+/// (`None`), recording why in its reflog.
+fn retire_ref(
+    store: &Store,
+    ns: &Namespace,
+    pkg: &PackageName,
+    value: Option<ObjectId>,
+    reason: &str,
+) -> Result<Option<String>> {
+    let path = store.layout().ref_path(ns, pkg);
+    let (expect, message, kept) = match value {
+        Some(value) => (
+            Expect::Value(value),
+            format!("verify --repair: retired: {reason}"),
+            None,
+        ),
+        None => {
+            // Re-read just before: a writer may have replaced it since.
+            match store.read_ref(ns, pkg) {
+                Err(Error::Corrupt { .. }) => {}
+                _ => return Ok(Some("rewritten by another process meanwhile".into())),
+            }
+            let bytes = fs::read(&path).at("read ref", &path)?;
+            let to = store
+                .layout()
+                .quarantine_dir()
+                .join(format!("ref-{ns}-{pkg}.{}", now_nanos()));
+            fs::write(&to, bytes).at("write", &to)?;
+            (
+                Expect::Any,
+                format!(
+                    "verify --repair: retired a corrupt ref ({reason}); its bytes are in {}",
+                    to.display()
+                ),
+                Some(to),
+            )
+        }
+    };
+    match store.delete_ref(ns, pkg, expect, &message) {
+        Ok(_) => Ok(Some(match kept {
+            Some(to) => format!(
+                "ref deleted (logged in its reflog); bytes kept in {}",
+                to.display()
+            ),
+            None => "ref deleted (old value and reason logged in its reflog)".into(),
+        })),
+        Err(Error::Conflict { .. }) => Ok(Some("the ref was changed meanwhile; left".into())),
+        Err(Error::Locked { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Rewrites a reflog with only its good lines, the original copied to
+/// quarantine first. Holds the ref's lock, so no append is lost.
+fn rewrite_reflog(store: &Store, ns: &Namespace, pkg: &PackageName) -> Result<Option<String>> {
+    let layout = store.layout();
+    let _writing = store.writing()?;
+    let Some(lock) = lock_ref(layout, ns, pkg)? else {
+        return Ok(None);
+    };
+    let path = layout.reflog_path(ns, pkg);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            lock.release()?;
+            return Ok(Some("removed by another process meanwhile".into()));
+        }
+        Err(e) => return Err(Error::io("read reflog", &path, e)),
+    };
+    let to = layout
+        .quarantine_dir()
+        .join(format!("reflog-{ns}-{pkg}.{}", now_nanos()));
+    fs::write(&to, &bytes).at("write", &to)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut good = String::with_capacity(text.len());
+    let mut dropped = 0usize;
+    for line in text.split_inclusive('\n') {
+        let complete = line.ends_with('\n');
+        if complete && refs::parse_reflog_line(line.trim_end_matches('\n')).is_ok() {
+            good.push_str(line);
+        } else if !line.is_empty() {
+            dropped += 1;
+        }
+    }
+    let mut temp = publish::temp_file(layout.tmp_dir(), "reflog-")?;
+    temp.write_all(good.as_bytes()).at("write", temp.path())?;
+    publish::publish(
+        temp,
+        &path,
+        Access::Replaceable,
+        store.options().durability,
+        store.sync_queue(),
+    )?;
+    lock.release()?;
+    Ok(Some(format!(
+        "rewrote the reflog without {dropped} damaged lines; original kept in {}",
+        to.display()
+    )))
 }
 
 fn check_entry(
@@ -294,88 +1165,6 @@ fn check_entry(
             ));
         }
     }
-}
-
-/// Quarantines damaged files, then every object whose closure is incomplete.
-fn repair(
-    store: &Store,
-    problems: &mut Vec<(Problem, Option<ObjectId>)>,
-    present: &HashSet<ObjectId>,
-    links: &[(ObjectId, ObjectId)],
-) -> Result<()> {
-    let quarantine = store.layout().quarantine_dir();
-    fs::create_dir_all(&quarantine).at("create directory", &quarantine)?;
-    let mut gone: HashSet<ObjectId> = HashSet::new();
-    for (problem, id) in problems.iter_mut() {
-        match problem.kind {
-            ProblemKind::CorruptObject | ProblemKind::UnreadableObject | ProblemKind::StrayFile => {
-                let to = move_to_quarantine(&problem.path, &quarantine)?;
-                problem.repaired = Some(format!("moved to {}", to.display()));
-                if let Some(id) = id {
-                    gone.insert(*id);
-                }
-            }
-            ProblemKind::DanglingLink | ProblemKind::BadStamp => {}
-        }
-    }
-    // Objects whose closure is incomplete, found by walking links backwards
-    // from everything that is missing.
-    let mut parents: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
-    for &(from, to) in links {
-        parents.entry(to).or_default().push(from);
-        if !present.contains(&to) {
-            gone.insert(to);
-        }
-    }
-    let mut queue: Vec<ObjectId> = gone.iter().copied().collect();
-    let mut unusable: Vec<ObjectId> = Vec::new();
-    while let Some(id) = queue.pop() {
-        for &parent in parents.get(&id).map_or(&[][..], Vec::as_slice) {
-            if gone.insert(parent) {
-                unusable.push(parent);
-                queue.push(parent);
-            }
-        }
-    }
-    let mut moved: HashMap<ObjectId, PathBuf> = HashMap::new();
-    for id in unusable {
-        let path = store.object_path(&id);
-        match move_to_quarantine(&path, &quarantine) {
-            Ok(to) => {
-                moved.insert(id, to);
-            }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    for (problem, id) in problems.iter_mut() {
-        if problem.kind == ProblemKind::DanglingLink
-            && let Some(to) = id.and_then(|id| moved.get(&id))
-        {
-            problem.repaired = Some(format!(
-                "its closure is incomplete; moved to {}",
-                to.display()
-            ));
-        }
-    }
-    for (id, to) in moved {
-        let already = problems.iter().any(|(_, pid)| *pid == Some(id));
-        if !already {
-            problems.push((
-                Problem {
-                    kind: ProblemKind::DanglingLink,
-                    path: store.object_path(&id),
-                    detail: format!("object {id} reaches a missing or damaged object"),
-                    repaired: Some(format!(
-                        "its closure is incomplete; moved to {}",
-                        to.display()
-                    )),
-                },
-                Some(id),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn move_to_quarantine(path: &Path, quarantine: &Path) -> Result<PathBuf> {

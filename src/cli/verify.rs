@@ -9,16 +9,21 @@ use super::json::Value;
 use super::progress::ProgressLine;
 use super::{Context, EXIT_PROBLEMS, Failure, print_line};
 
-/// Re-hash every object, check every link, the format stamp and the fanout
-/// directories; report every problem with its path.
+/// Re-hash every object and check every link, index file and entry, ref,
+/// reflog line, unfinished ref transaction, lock file, pin and the format
+/// stamp; report every problem with its path and kind.
 ///
-/// Exit 0 when the store is clean (or --repair fixed everything it found),
-/// 3 when problems remain, 1 when verify could not run. Safe to run while
+/// Exit 0 when the store is clean (or --repair fixed everything it found;
+/// litter — stale lock files, dead pins — is reported but is not damage),
+/// 3 when damage remains, 1 when verify could not run. Safe to run while
 /// other processes use the store.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Move damaged objects and stray files to quarantine/, and with them every
-    /// object that links to something missing; nothing is deleted
+    /// Move damaged objects and stray files to quarantine/ (with every object
+    /// that reaches something missing), drop index entries whose parts are
+    /// missing or corrupt, retire refs whose closure is incomplete (logged in
+    /// their reflog), complete unfinished ref transactions, rewrite damaged
+    /// reflogs (originals kept in quarantine/), remove stale locks and dead pins
     #[arg(long)]
     repair: bool,
 
@@ -26,7 +31,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
 
-    /// Print one JSON object: {"clean","objects","bytes","threads","seconds","problems":[…]}
+    /// Print one JSON object: {"clean","objects","bytes","entries","refs","threads","seconds","problems":[…]}
     #[arg(long)]
     json: bool,
 }
@@ -54,7 +59,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     })?;
     line.finish();
     let seconds = started.elapsed().as_secs_f64();
-    let remaining = report.unrepaired().count();
+    let remaining = report.damage_left().count();
+    let unrepaired = report.unrepaired().count();
     let mut out = io::stdout().lock();
     if args.json {
         let problems = report
@@ -64,6 +70,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                 Value::Obj(vec![
                     ("kind", p.kind.name().into()),
                     ("path", p.path.display().to_string().into()),
+                    ("litter", Value::Bool(p.kind.is_litter())),
                     ("detail", p.detail.clone().into()),
                     ("repaired", p.repaired.clone().into()),
                 ])
@@ -73,6 +80,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             ("clean", Value::Bool(remaining == 0)),
             ("objects", report.objects.into()),
             ("bytes", report.bytes.into()),
+            ("entries", report.entries.into()),
+            ("refs", report.refs.into()),
             ("threads", (report.threads as u64).into()),
             ("seconds", Value::Str(format!("{seconds:.3}"))),
             ("problems", Value::Arr(problems)),
@@ -92,13 +101,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         print_line(
             &mut out,
             format_args!(
-                "checked {} objects ({mib:.1} MiB) on {} threads in {seconds:.2} s ({:.0} MiB/s): \
-                 {} problems, {} repaired",
+                "checked {} objects ({mib:.1} MiB), {} entries and {} refs on {} threads in \
+                 {seconds:.2} s ({:.0} MiB/s): {} problems, {} repaired",
                 report.objects,
+                report.entries,
+                report.refs,
                 report.threads,
                 mib / seconds.max(1e-9),
                 report.problems.len(),
-                report.problems.len() - remaining
+                report.problems.len() - unrepaired
             ),
         )?;
     }
