@@ -38,6 +38,11 @@ pub struct Args {
     /// Print one JSON object per scenario, one per line
     #[arg(long)]
     json: bool,
+
+    /// Reload N JIT entries from --store and print how many came back intact
+    /// (the second process of the JIT scenario)
+    #[arg(long, value_name = "N", hide = true)]
+    jit_reload_child: Option<usize>,
 }
 
 fn parse_scale(text: &str) -> Result<Scale, String> {
@@ -45,6 +50,13 @@ fn parse_scale(text: &str) -> Result<Scale, String> {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
+    if let Some(n) = args.jit_reload_child {
+        let store = ctx.open()?;
+        let hits = scenario::jit_reload(&store, n)?;
+        let mut out = io::stdout().lock();
+        print_line(&mut out, hits)?;
+        return out.flush().map_err(super::output_failure);
+    }
     let temp;
     let store = if ctx.store_named() {
         Store::create(ctx.store_path(), ctx.options())?
@@ -61,7 +73,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         jit_entries: args.jit_entries,
     };
     let line = ProgressLine::stderr();
-    let results = scenario::run(&store, options, &|name| {
+    let results = scenario::run(&store, options, &reload_in_child, &|name| {
         line.update(|| format!("simulate: {name}…"))
     })?;
     line.finish();
@@ -138,4 +150,33 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Runs the JIT scenario's reload in a second `rask-store` process.
+fn reload_in_child(store: &Store, entries: usize) -> rask_store::Result<usize> {
+    let exe = std::env::current_exe().map_err(|e| rask_store::Error::Io {
+        action: "find",
+        path: "rask-store".into(),
+        source: e,
+    })?;
+    let out = std::process::Command::new(&exe)
+        .arg("--store")
+        .arg(store.root())
+        .args(["simulate", "--jit-reload-child", &entries.to_string()])
+        .output()
+        .map_err(|e| rask_store::Error::Io {
+            action: "run",
+            path: exe.clone(),
+            source: e,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().map_err(|_| rask_store::Error::Io {
+        action: "read the answer of",
+        path: exe,
+        source: io::Error::other(format!(
+            "the reload process printed {:?} and {:?}",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    })
 }

@@ -105,6 +105,12 @@ fn check_rekey(
     result(name, outcome, expected, ok)
 }
 
+/// How the JIT scenario reloads what it wrote: given the store and the
+/// number of entries, return how many came back byte-identical. The CLI
+/// runs [`jit_reload`] in a second process; in-process callers can pass
+/// `&|store, n| jit_reload(&Store::open(store.root(), store.options())?, n)`.
+pub type JitReloader<'a> = &'a dyn Fn(&Store, usize) -> Result<usize>;
+
 /// Runs every scenario in order on `store`; `progress` is told each
 /// scenario's name as it starts.
 ///
@@ -114,6 +120,7 @@ fn check_rekey(
 pub fn run(
     store: &Store,
     options: SimulateOptions,
+    reload: JitReloader<'_>,
     progress: &dyn Fn(&str),
 ) -> Result<Vec<ScenarioResult>> {
     let index = Index::open(store)?;
@@ -245,7 +252,7 @@ pub fn run(
     results.push(row);
 
     progress("JIT session");
-    results.push(jit_write_and_reload(store, options.jit_entries)?);
+    results.push(jit_write_and_reload(store, options.jit_entries, reload)?);
     Ok(results)
 }
 
@@ -348,9 +355,13 @@ fn pick_public_called_downstream(ws: &Workspace) -> FnRef {
 }
 
 /// The jank shape: one entry per expression hash with three parts (C++
-/// source, the expression, JSON metadata), written, then reloaded through a
-/// fresh store handle. [`jit_reload`] is what a second process runs.
-fn jit_write_and_reload(store: &Store, entries: usize) -> Result<ScenarioResult> {
+/// source, the expression, JSON metadata), written, then reloaded by
+/// `reload` (a second process, from the CLI).
+fn jit_write_and_reload(
+    store: &Store,
+    entries: usize,
+    reload: JitReloader<'_>,
+) -> Result<ScenarioResult> {
     let started = Instant::now();
     let index = Index::open(store)?;
     let ns = Namespace::new("jank-0.1")?;
@@ -368,8 +379,7 @@ fn jit_write_and_reload(store: &Store, entries: usize) -> Result<ScenarioResult>
         )?;
     }
     store.flush()?;
-    let fresh = Store::open(store.root(), store.options())?;
-    let hits = jit_reload(&fresh, entries)?;
+    let hits = reload(store, entries)?;
     let mut outcome = BuildOutcome::default();
     outcome.instance.lookups = entries as u64;
     outcome.instance.hits = hits as u64;
