@@ -49,7 +49,10 @@
 //! After a repair the store verifies clean.
 //!
 //! # Concurrency
-//! Safe beside writers and gc. Verify takes no exclusive lock; writes it
+//! Safe beside writers and gc. Verify takes no exclusive lock (it takes the
+//! shared writers lock while it re-checks links, so that it never sees a gc
+//! sweep half done; so it must not run in a process that holds
+//! [`crate::lock::ExclusiveGuard`]). Writes it
 //! makes in repair go through the ordinary writer paths (shared lock, ref
 //! locks, index journal). Files that vanish mid-walk are skipped. Anything
 //! that may just have been written is re-checked before it is reported: a
@@ -75,7 +78,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::index::{Entry, Index};
 use crate::layout::{Layout, REF_LOCK_SUFFIX};
-use crate::lock::{HeldLockFile, PinState, TryCreate};
+use crate::lock::{HeldLockFile, PinState, SharedGuard, TryCreate, Wait};
 use crate::name::{Namespace, PackageName};
 use crate::publish::{self, Access};
 use crate::refs::{self, Expect};
@@ -481,9 +484,18 @@ pub fn verify(
             found.push((p, Action::Quarantine));
         }
     }
+    // gc deletes under the exclusive lock, in no particular order: waiting
+    // for the shared lock means no sweep is half done while links are
+    // re-checked.
+    let calm = SharedGuard::acquire(layout, Wait::Block)?;
     let graph = Graph::build(store, present, bad, &links)?;
     for &(from, to) in &links {
-        if graph.broken.get(&to) == Some(&to) && !graph.bad.contains(&to) {
+        // gc removing unreachable objects may take the target first and
+        // the linking object an instant later: report only what remains.
+        if graph.broken.get(&to) == Some(&to)
+            && !graph.bad.contains(&to)
+            && store.contains_object(&from)?
+        {
             let detail = format!("object {from} links to {to}, which does not exist");
             found.push((
                 problem(ProblemKind::DanglingLink, store.object_path(&from), detail),
@@ -492,6 +504,7 @@ pub fn verify(
         }
     }
 
+    drop(calm);
     let index = check_index(store, &graph, &mut found, &mut report)?;
     check_transactions(store, options.repair, &mut found)?;
     check_refs(store, &graph, &mut found, &mut report)?;
