@@ -193,27 +193,7 @@ fn write_to_file(
     part: &str,
     path: &Path,
 ) -> Result<(), Failure> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".rask-store-get-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            Failure::failed(format!(
-                "could not create a temp file in {}: {e}",
-                dir.display()
-            ))
-        })?;
-    {
-        let mut writer = io::BufWriter::new(temp.as_file_mut());
-        write_part(index, store, key, part, &mut writer)?;
-    }
-    temp.persist(path).map_err(|e| {
-        Failure::failed(format!("could not create {}: {}", path.display(), e.error))
-    })?;
-    Ok(())
+    super::write_file_atomically(path, |writer| write_part(index, store, key, part, writer))
 }
 
 fn show(ctx: &Context, args: ShowArgs) -> Result<(), Failure> {

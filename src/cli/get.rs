@@ -1,6 +1,6 @@
 //! `rask-store get`: write an object's payload out, after checking it.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{Context, Failure};
@@ -37,34 +37,15 @@ fn write_to_file(
     id: &rask_store::ObjectId,
     path: &Path,
 ) -> Result<(), Failure> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".rask-store-get-")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            Failure::failed(format!(
-                "could not create a temp file in {}: {e}",
-                dir.display()
-            ))
+    super::write_file_atomically(path, |writer| {
+        store.write_payload(id, writer).map_err(|e| match e {
+            rask_store::Error::Io {
+                source, path: p, ..
+            } if p.as_os_str() == "(output)" => {
+                Failure::failed(format!("could not write {}: {source}", path.display()))
+            }
+            other => other.into(),
         })?;
-    let mut writer = io::BufWriter::new(temp.as_file_mut());
-    store.write_payload(id, &mut writer).map_err(|e| match e {
-        rask_store::Error::Io {
-            source, path: p, ..
-        } if p.as_os_str() == "(output)" => {
-            Failure::failed(format!("could not write {}: {source}", path.display()))
-        }
-        other => other.into(),
-    })?;
-    writer
-        .flush()
-        .map_err(|e| Failure::failed(format!("could not write {}: {e}", path.display())))?;
-    drop(writer);
-    temp.persist(path).map_err(|e| {
-        Failure::failed(format!("could not create {}: {}", path.display(), e.error))
-    })?;
-    Ok(())
+        Ok(())
+    })
 }

@@ -226,6 +226,39 @@ pub fn print_line(out: &mut impl Write, line: impl std::fmt::Display) -> Result<
     writeln!(out, "{line}").map_err(output_failure)
 }
 
+/// Writes the file at `path` so that it appears only once complete: `fill`
+/// writes into a temp file beside it, which is then renamed over `path`.
+/// On any failure no file (and no temp file) is left.
+pub fn write_file_atomically(
+    path: &std::path::Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".rask-store-get-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Failure::failed(format!(
+                "could not create a temp file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    {
+        let mut writer = io::BufWriter::new(temp.as_file_mut());
+        fill(&mut writer)?;
+        writer
+            .flush()
+            .map_err(|e| Failure::failed(format!("could not write {}: {e}", path.display())))?;
+    }
+    temp.persist(path).map_err(|e| {
+        Failure::failed(format!("could not create {}: {}", path.display(), e.error))
+    })?;
+    Ok(())
+}
+
 /// Maps an error writing to standard output.
 pub fn output_failure(err: io::Error) -> Failure {
     if err.kind() == io::ErrorKind::BrokenPipe {
