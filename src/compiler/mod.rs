@@ -1,8 +1,9 @@
 //! The compiler layer: what a compiler needs to turn its own ASTs into
 //! cache keys, without converting them into any rask-store type.
 //!
-//! This part of the layer never touches the store. It owns no files; it
-//! owns three byte encodings, documented in `docs/FORMAT.md`:
+//! The hashing half ([`hasher`], [`callgraph`], [`metadata`], [`cbor`])
+//! never touches the store; it owns three byte encodings, documented in
+//! `docs/FORMAT.md`:
 //!
 //! - [`hasher`]: the *semantic hash* of one function body. The compiler
 //!   walks its desugared AST and calls [`SemanticHasher`] node by node
@@ -23,6 +24,20 @@
 //!   changed and which downstream users that invalidates.
 //! - [`cbor`]: [`to_cbor`] and [`from_cbor`] serialize a compiler's own artifacts (ASTs, instances)
 //!   into the opaque bytes the store keeps.
+//!
+//! The caching half runs a build over the store:
+//!
+//! - [`keys`]: a [`CompilerId`] (name, version, output-changing settings)
+//!   selects the namespace; [`KeyBuilder`] makes the composite key of each
+//!   tier (parse, function, instance, comptime), the tier name first.
+//! - [`session`]: a [`BuildSession`] looks keys up and puts artifacts per
+//!   tier (counting hits and misses per tier into the store's statistics,
+//!   pinning every object it returns or writes), writes one build root per
+//!   package ([`root`]) linking everything the package's build used,
+//!   answers the quick path ([`BuildSession::quick_check`]) from a package's
+//!   ref and root alone, and publishes every package ref in one transaction.
+//! - [`explain`]: which key component differs from the closest key the
+//!   previous build used for the same function.
 //!
 //! # How a compiler uses it
 //!
@@ -92,6 +107,94 @@
 //! let callee = upstream.external_callee("swap").unwrap();
 //! assert_eq!(callee.package, "collections");
 //! assert!(diff(&upstream, &meta).is_empty()); // identical: skip the downstream package
+//! # Ok(()) }
+//! ```
+//!
+//! # A build, end to end
+//!
+//! ```
+//! use rask_store::compiler::{
+//!     BuildSession, CompilerId, ContentHash, FunctionNode, PackageMetadata, SemanticHasher,
+//!     hash_call_graph,
+//! };
+//! use rask_store::{Index, Lookup, PackageName, Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), rask_store::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::create(dir.path().join(".rask-cache"), StoreOptions::default())?;
+//! let index = Index::open(&store)?;
+//! let compiler = CompilerId::new("rask", "0.9.0").with_setting("target", "x86_64-linux");
+//! let app = PackageName::new("app")?;
+//!
+//! // The compiler's own walk over its desugared AST: `func main() { helper(<n>) }`
+//! // and `func helper(x) { x }`.
+//! let hash_bodies = |n: i128| -> Result<Vec<FunctionNode>, rask_store::Error> {
+//!     let mut h = SemanticHasher::new();
+//!     h.begin_node("func");
+//!     h.begin_node("call");
+//!     h.callee("app", "helper");
+//!     h.literal_int(n);
+//!     h.end_node();
+//!     h.end_node();
+//!     let main = h.finish()?;
+//!     let mut h = SemanticHasher::new();
+//!     h.begin_node("func");
+//!     h.bind_local("x");
+//!     h.use_local("x");
+//!     h.end_node();
+//!     let helper = h.finish()?;
+//!     Ok(vec![
+//!         FunctionNode { id: "main".into(), body_hash: main, callees: vec!["helper".into()], external_callees: vec![] },
+//!         FunctionNode { id: "helper".into(), body_hash: helper, callees: vec![], external_callees: vec![] },
+//!     ])
+//! };
+//! let source = b"func main() { helper(1) } func helper(x) { x }";
+//!
+//! // One build: look every function up, compile the misses, publish.
+//! let build = |source: &[u8], n: i128| -> Result<Vec<String>, rask_store::Error> {
+//!     let files = [ContentHash::of(source)];
+//!     let mut session = BuildSession::open(&store, &index, &compiler)?;
+//!     if session.quick_check(&app, &files, &[])?.is_some() {
+//!         session.publish("nothing changed")?;
+//!         return Ok(vec!["skipped".into()]);
+//!     }
+//!     let hashes = hash_call_graph(&hash_bodies(n)?)?;
+//!     let mut log = Vec::new();
+//!     for function in hashes.functions() {
+//!         let key = session.keys().function("app", &function.id, &function.hash)?;
+//!         match session.get(&app, &key, "ast")? {
+//!             Lookup::Hit(_checked_ast) => log.push(format!("hit {}", function.id)),
+//!             Lookup::Miss(_) => {
+//!                 let why = session.explain(&app, &key)?;
+//!                 log.push(format!("miss {}: {why}", function.id));
+//!                 let checked_ast = format!("checked {}", function.id); // the compiler's work
+//!                 session.put(&app, &key, &[("ast", checked_ast.as_bytes())])?;
+//!             }
+//!         }
+//!     }
+//!     let metadata = PackageMetadata::new("app", "rask 0.9.0");
+//!     session.finish_package(&app, &metadata, &files, &[])?;
+//!     session.publish("build app")?;
+//!     Ok(log)
+//! };
+//!
+//! let first = build(source, 1)?;
+//! assert!(first.iter().all(|line| line.starts_with("miss")));
+//!
+//! // Nothing changed: the quick path skips the package from its ref alone.
+//! assert_eq!(build(source, 1)?, ["skipped"]);
+//!
+//! // `main`'s body changes: `main` misses and says why; `helper` hits.
+//! let edited = build(b"func main() { helper(2) } func helper(x) { x }", 2)?;
+//! assert!(edited.contains(&"hit helper".to_string()));
+//! assert!(edited.contains(
+//!     &"miss main: function key for `main`: closest previous key differs: semantic_hash changed"
+//!         .to_string()
+//! ));
+//!
+//! let stats = store.stats()?;
+//! let function_tier = stats.tiers[&(compiler.namespace()?.to_string(), "function".to_string())];
+//! assert_eq!((function_tier.hits, function_tier.misses()), (1, 3));
 //! # Ok(()) }
 //! ```
 
