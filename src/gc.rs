@@ -151,7 +151,7 @@ pub fn collect_objects(
                 .ok();
             if options.mode == GcMode::Delete {
                 match fs::remove_file(&path) {
-                    Ok(()) => {}
+                    Ok(()) => crate::fault::Point::GcObjectRemoved.reached(),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io("remove object", &path, e)),
                 }

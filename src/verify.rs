@@ -6,7 +6,8 @@
 //! - every link: the object it names must exist;
 //! - every file in a fanout directory must be named like an object;
 //! - every index file through [`Index::check`]: manifest, segment checksums,
-//!   order and fan-out, every journal record, torn journal tails;
+//!   order and fan-out, every journal record, torn journal tails; and index
+//!   files the manifest does not name (left by a compaction that died);
 //! - every live index entry: each part must exist, be intact, and reach only
 //!   objects that exist (its closure is complete);
 //! - every ref: it parses, its target exists and its closure is complete;
@@ -20,11 +21,13 @@
 //! objects that appeared after the walk, which are checked when first met.
 //!
 //! # Damage and litter
-//! Most kinds are **damage**: something a build could trip over. Two are
-//! **litter** ([`ProblemKind::is_litter`]): a stale ref lock file and a dead
-//! pin. Both are left by a process that died, protect nothing, and are
-//! cleared by the next writer or gc anyway; verify reports them, repair
-//! removes them, but they do not make a store unclean (exit 0).
+//! Most kinds are **damage**: something a build could trip over. Three are
+//! **litter** ([`ProblemKind::is_litter`]): a stale ref lock file, a dead
+//! pin, and an index file the manifest does not name (left by a compaction
+//! that died). All are left by a process that died, protect nothing, and
+//! are cleared by the next writer, gc or compaction anyway; verify reports
+//! them, repair removes them (a leftover index file by compacting), but
+//! they do not make a store unclean (exit 0).
 //!
 //! # Repair
 //! Repair never deletes evidence:
@@ -144,6 +147,10 @@ pub enum ProblemKind {
     StaleLock,
     /// Litter: a pin file whose process is gone.
     DeadPin,
+    /// Litter: an index segment or journal the manifest does not name, left
+    /// by a compaction that died before switching the manifest or before
+    /// removing the files it replaced.
+    LeftoverIndexFile,
 }
 
 impl ProblemKind {
@@ -165,13 +172,18 @@ impl ProblemKind {
             ProblemKind::BadPin => "bad-pin",
             ProblemKind::StaleLock => "stale-lock",
             ProblemKind::DeadPin => "dead-pin",
+            ProblemKind::LeftoverIndexFile => "leftover-index-file",
         }
     }
 
     /// True for leftovers of dead processes that harm nothing (stale lock
-    /// files, dead pins): reported and removed by repair, but not damage.
+    /// files, dead pins, index files a dead compaction left): reported and
+    /// removed by repair, but not damage.
     pub fn is_litter(self) -> bool {
-        matches!(self, ProblemKind::StaleLock | ProblemKind::DeadPin)
+        matches!(
+            self,
+            ProblemKind::StaleLock | ProblemKind::DeadPin | ProblemKind::LeftoverIndexFile
+        )
     }
 }
 
@@ -552,6 +564,7 @@ fn check_index(
         }
         Err(e) => return Err(e),
     };
+    check_leftover_index_files(store.layout(), found)?;
     let first = index.check()?;
     if !first.is_empty() {
         // A torn tail may be an append in progress: report what persists.
@@ -593,6 +606,52 @@ fn check_index(
         ));
     }
     Ok(Some(index))
+}
+
+/// Segment and journal files the manifest does not name. Skipped while a
+/// compaction runs (it holds the compaction lock): its new files are not
+/// named yet, and its old ones are about to be removed.
+fn check_leftover_index_files(layout: &Layout, found: &mut Vec<(Problem, Action)>) -> Result<()> {
+    let lock_path = layout.index_compact_lock();
+    let lock = match File::open(&lock_path) {
+        Ok(lock) => lock,
+        // No compaction ever ran, so none left anything.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("open", &lock_path, e)),
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(()),
+        Err(TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+    }
+    let Some(manifest) = crate::index::manifest::read(layout)? else {
+        return Ok(());
+    };
+    for path in list_dir(layout.index_dir())? {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(generation) = Layout::index_file_generation(name) else {
+            continue;
+        };
+        let named = if name.starts_with("seg-") {
+            manifest.segments.contains(&generation)
+        } else {
+            generation == manifest.generation
+        };
+        if !named {
+            let detail = format!(
+                "not named by the index manifest (generation {}): left by a compaction that \
+                 did not finish",
+                manifest.generation
+            );
+            found.push((
+                problem(ProblemKind::LeftoverIndexFile, path, detail),
+                Action::Compact,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn entry_problem(
