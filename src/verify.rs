@@ -33,7 +33,9 @@
 //! Repair never deletes evidence:
 //! - a damaged object or a stray file is moved to `quarantine/` (named
 //!   `<original name>.<unix nanos>`), and so is every object whose links can
-//!   no longer be followed to the end (its closure is incomplete);
+//!   no longer be followed to the end (its closure is incomplete); each
+//!   quarantined object leaves the statistics' size by kind, as its header
+//!   names it (one whose header is unreadable cannot be attributed);
 //! - an index entry whose part is missing, corrupt or has an incomplete
 //!   closure is removed ([`Index::remove`]: a remove record, so the journal
 //!   keeps the trace), then the index is compacted, which also sets aside
@@ -255,8 +257,9 @@ struct WorkerResult {
 /// What a repair must act on, besides the problems themselves.
 enum Action {
     None,
-    /// Move the problem's file to quarantine.
-    Quarantine,
+    /// Move the problem's file to quarantine (the object's id, unless it is
+    /// a stray file).
+    Quarantine(Option<ObjectId>),
     /// Remove this entry (key encoding) if it is still the entry `id`.
     Entry {
         key: Vec<u8>,
@@ -493,7 +496,7 @@ pub fn verify(
             if let Some(id) = id {
                 bad.insert(id);
             }
-            found.push((p, Action::Quarantine));
+            found.push((p, Action::Quarantine(id)));
         }
     }
     // gc deletes under the exclusive lock, in no particular order: waiting
@@ -947,10 +950,17 @@ fn repair(
 
     // Objects: damaged ones and stray files, then every object whose closure
     // is incomplete.
+    let recorder = store.stats_recorder();
     for (p, action) in found.iter_mut() {
-        if let Action::Quarantine = action {
+        if let Action::Quarantine(id) = action {
+            let counted = id.and_then(|_| counted_as(&p.path));
             match move_to_quarantine(&p.path, &quarantine) {
-                Ok(to) => p.repaired = Some(format!("moved to {}", to.display())),
+                Ok(to) => {
+                    p.repaired = Some(format!("moved to {}", to.display()));
+                    if let Some((kind, len)) = counted {
+                        recorder.object_changed(kind, len, -1);
+                    }
+                }
                 Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                     p.repaired = Some("removed by another process meanwhile".into());
                 }
@@ -960,9 +970,14 @@ fn repair(
     }
     let mut moved: HashMap<ObjectId, PathBuf> = HashMap::new();
     for id in graph.unusable() {
-        match move_to_quarantine(&store.object_path(&id), &quarantine) {
+        let path = store.object_path(&id);
+        let counted = counted_as(&path);
+        match move_to_quarantine(&path, &quarantine) {
             Ok(to) => {
                 moved.insert(id, to);
+                if let Some((kind, len)) = counted {
+                    recorder.object_changed(kind, len, -1);
+                }
             }
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -1237,6 +1252,19 @@ fn check_entry(
             ));
         }
     }
+}
+
+/// The kind and file size an object file was counted with in the
+/// statistics when it was put: what its header says (the payload may be
+/// damaged or cut short; the put counted the whole file). `None` when the
+/// header itself cannot be read, so the object cannot be attributed.
+fn counted_as(path: &Path) -> Option<(crate::object::Kind, u64)> {
+    use std::io::Read;
+    let mut head = [0u8; crate::object::HEADER_LEN];
+    let mut file = File::open(path).ok()?;
+    file.read_exact(&mut head).ok()?;
+    let header = crate::object::Header::decode(&head).ok()?;
+    Some((header.kind, header.file_len()?))
 }
 
 fn move_to_quarantine(path: &Path, quarantine: &Path) -> Result<PathBuf> {
