@@ -18,8 +18,8 @@ use common::{cli, code, files_under, pseudo_random, stderr, stdout};
 use rask_store::object::compute_id;
 use rask_store::verify::{self, Problem, ProblemKind, VerifyOptions};
 use rask_store::{
-    Component, Error, Expect, Index, Key, Kind, MissCause, Namespace, ObjectId, PackageName, Store,
-    StoreOptions,
+    Component, Durability, Error, Expect, Index, Key, Kind, MissCause, Namespace, ObjectId,
+    PackageName, Store, StoreOptions,
 };
 
 const NS: &str = "crash-points";
@@ -52,7 +52,7 @@ struct Model {
 /// A store with three published packages (a root linking three leaves
 /// each) and twelve entries, half in a segment and half in the journal.
 fn seeded(root: &Path) -> Model {
-    let store = Store::create(root, StoreOptions::default()).unwrap();
+    let store = Store::create(root, StoreOptions::with_durability(Durability::None)).unwrap();
     let index = Index::open(&store).unwrap();
     let mut model = Model {
         objects: BTreeMap::new(),
@@ -116,7 +116,7 @@ fn die_at(root: &Path, spec: &str, args: &[&str]) -> Output {
 }
 
 fn open(root: &Path, when: &str) -> (Store, Index) {
-    let store = Store::open(root, StoreOptions::default())
+    let store = Store::open(root, StoreOptions::with_durability(Durability::None))
         .unwrap_or_else(|e| panic!("{when}: the store does not reopen: {e}"));
     let index = Index::open(&store).unwrap_or_else(|e| panic!("{when}: the index: {e}"));
     (store, index)
@@ -224,7 +224,11 @@ fn object_write_leaves_only_a_temp_file_that_gc_removes() {
     assert_eq!(got.stdout, bytes);
 
     // The in-memory put path (used by builds) dies the same way.
-    die_at(&root, "object-write", &["simulate", "--scale", "S"]);
+    die_at(
+        &root,
+        "object-write",
+        &["--durability", "none", "simulate", "--scale", "S"],
+    );
     assert_intact(&root, &model, "object-write in a build");
     assert_eq!(problems(&root), Vec::new());
     repair_leaves_it_clean(&root, "object-write");
@@ -392,7 +396,11 @@ fn a_transaction_cut_after_one_ref_is_rolled_forward_by_repair() {
 
     // A build publishes its two packages in one transaction; it dies with
     // one ref applied.
-    die_at(&root, "txn-ref-applied:1", &["simulate", "--scale", "S"]);
+    die_at(
+        &root,
+        "txn-ref-applied:1",
+        &["--durability", "none", "simulate", "--scale", "S"],
+    );
     let found = problems(&root);
     let mut found_kinds = kinds(&found);
     found_kinds.remove(&ProblemKind::DeadPin); // the build's pins
@@ -484,4 +492,36 @@ fn an_unknown_fault_point_is_a_usage_error_that_lists_the_points() {
     // Hidden: not in the help.
     let help = cli(&root, &["--help"]);
     assert!(!stdout(&help).contains("fault-point"), "{}", stdout(&help));
+}
+
+#[test]
+fn the_environment_arms_a_point_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let model = seeded(&root);
+    let new = {
+        let (store, _) = open(&root, "setup");
+        store.put_object(Kind::Root, &[], b"io next").unwrap()
+    };
+    let out = std::process::Command::new(common::bin())
+        .arg("--store")
+        .arg(&root)
+        .args(["ref", "set", "--ns", NS, "io", &new.to_string()])
+        .env("RASK_STORE_FAULT", "txn-ref-applied")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(SIGABRT), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fault point txn-ref-applied reached"));
+    // A single update dies after its rename: the new value is in place, and
+    // only its lock file is left.
+    let found = problems(&root);
+    assert_eq!(kinds(&found), BTreeMap::from([(ProblemKind::StaleLock, 1)]));
+    let (store, _) = open(&root, "env");
+    assert_eq!(store.read_ref(&ns(), &pkg("io")).unwrap(), Some(new));
+    drop(store);
+    repair_leaves_it_clean(&root, "env");
+    let mut model = model;
+    model.refs.insert("io", new);
+    model.objects.insert(new, b"io next".to_vec());
+    assert_intact(&root, &model, "env");
 }
