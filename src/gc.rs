@@ -14,6 +14,11 @@
 //!    zero grace period must not break writes in flight).
 //!
 //! With [`GcMode::DryRun`] nothing is removed and the report says what would be.
+//!
+//! Long runs report [`GcProgress`] to a callback the caller passes (the CLI
+//! draws it on a terminal): each [`GcPhase`] when it starts, then marking
+//! every few thousand objects, measuring and sweeping per fanout directory,
+//! eviction every 256 entries. The library itself never prints.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -87,14 +92,61 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
-/// Progress of a long gc, reported after each fanout directory swept.
+/// Which part of a gc is running, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum GcPhase {
+    /// Adding up object file sizes for the size cap, per fanout directory
+    /// (only with a size cap or age limit).
+    Measuring,
+    /// Following links from the roots ([`GcProgress::marked`]). Runs before
+    /// eviction (what roots other than entries protect) and again under the
+    /// exclusive lock.
+    Marking,
+    /// Removing evicted entries from the index ([`GcProgress::entries_done`]
+    /// of [`GcProgress::entries_total`]).
+    Evicting,
+    /// Compacting the index without the evicted entries (reported once, when
+    /// it starts).
+    Compacting,
+    /// Removing unreachable old objects, per fanout directory.
+    Sweeping,
+}
+
+/// Progress of a long gc: reported when a phase starts, then every few
+/// thousand objects or after each fanout directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GcProgress {
-    /// Fanout directories swept, out of 256.
+    /// The phase running.
+    pub phase: GcPhase,
+    /// Fanout directories done in this phase, out of 256 (measuring, sweeping).
     pub dirs_done: usize,
-    /// Objects removed so far.
+    /// Objects reached from the roots so far in the current marking.
+    pub marked: u64,
+    /// Evicted entries removed from the index so far.
+    pub entries_done: u64,
+    /// Entries chosen for eviction.
+    pub entries_total: u64,
+    /// Objects removed so far by the sweep.
     pub removed: u64,
 }
+
+impl GcProgress {
+    fn start(phase: GcPhase) -> GcProgress {
+        GcProgress {
+            phase,
+            dirs_done: 0,
+            marked: 0,
+            entries_done: 0,
+            entries_total: 0,
+            removed: 0,
+        }
+    }
+}
+
+/// How many objects marking follows between progress reports.
+const MARK_PROGRESS_EVERY: usize = 4096;
 
 /// Marks from `roots` and sweeps unreachable, old objects.
 ///
@@ -114,8 +166,11 @@ pub fn collect_objects(
         dry_run: options.mode == GcMode::DryRun,
         ..GcReport::default()
     };
-    let marked = mark(store, roots)?;
+    let marked = mark(store, roots, progress)?;
     report.reachable = marked.len() as u64;
+    let mut sweeping = GcProgress::start(GcPhase::Sweeping);
+    sweeping.marked = report.reachable;
+    progress(sweeping);
     let now = SystemTime::now();
     let is_old = |meta: &fs::Metadata| {
         meta.modified()
@@ -151,7 +206,7 @@ pub fn collect_objects(
                 .ok();
             if options.mode == GcMode::Delete {
                 match fs::remove_file(&path) {
-                    Ok(()) => {}
+                    Ok(()) => crate::fault::Point::GcObjectRemoved.reached(),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io("remove object", &path, e)),
                 }
@@ -162,10 +217,9 @@ pub fn collect_objects(
             report.removed_objects += 1;
             report.removed_bytes += meta.len();
         }
-        progress(GcProgress {
-            dirs_done: usize::from(byte) + 1,
-            removed: report.removed_objects,
-        });
+        sweeping.dirs_done = usize::from(byte) + 1;
+        sweeping.removed = report.removed_objects;
+        progress(sweeping);
     }
     let temp_age = options.grace.max(STALE_TEMP_AGE);
     let is_stale_temp = |meta: &fs::Metadata| {
@@ -189,7 +243,13 @@ pub fn collect_objects(
 }
 
 /// Every object reachable from `roots` through links.
-fn mark(store: &Store, roots: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+fn mark(
+    store: &Store,
+    roots: &[ObjectId],
+    progress: &dyn Fn(GcProgress),
+) -> Result<HashSet<ObjectId>> {
+    let mut marking = GcProgress::start(GcPhase::Marking);
+    progress(marking);
     let mut marked: HashSet<ObjectId> = HashSet::with_capacity(roots.len() * 2);
     let mut queue: Vec<ObjectId> = Vec::new();
     for &root in roots {
@@ -203,12 +263,19 @@ fn mark(store: &Store, roots: &[ObjectId]) -> Result<HashSet<ObjectId>> {
             Err(Error::NotFound { .. } | Error::Corrupt { .. }) => continue,
             Err(e) => return Err(e),
         };
+        let before = marked.len();
         for link in links {
             if marked.insert(link) {
                 queue.push(link);
             }
         }
+        if before / MARK_PROGRESS_EVERY != marked.len() / MARK_PROGRESS_EVERY {
+            marking.marked = marked.len() as u64;
+            progress(marking);
+        }
     }
+    marking.marked = marked.len() as u64;
+    progress(marking);
     Ok(marked)
 }
 
@@ -327,18 +394,24 @@ pub fn collect(
     let dry_run = policy.objects.mode == GcMode::DryRun;
     let mut evicted: HashSet<KeyHash> = HashSet::new();
     if policy.max_size.is_some() || policy.max_age.is_some() {
-        let protected = mark(store, &fixed_roots(store, policy.reflog_keep)?.0)?;
+        let protected = mark(store, &fixed_roots(store, policy.reflog_keep)?.0, progress)?;
         let (chosen, bytes_before, within_cap) =
-            choose_evictions(store, index, &protected, &policy)?;
+            choose_evictions(store, index, &protected, &policy, progress)?;
         report.bytes_before = bytes_before;
         report.within_cap = within_cap;
-        if !dry_run {
-            for entry in &chosen {
+        if !dry_run && !chosen.is_empty() {
+            let mut evicting = GcProgress::start(GcPhase::Evicting);
+            evicting.entries_total = chosen.len() as u64;
+            progress(evicting);
+            for (i, entry) in chosen.iter().enumerate() {
                 index.remove(&entry.key()?)?;
+                if (i + 1) % 256 == 0 || i + 1 == chosen.len() {
+                    evicting.entries_done = i as u64 + 1;
+                    progress(evicting);
+                }
             }
-            if !chosen.is_empty() {
-                index.compact()?;
-            }
+            progress(GcProgress::start(GcPhase::Compacting));
+            index.compact()?;
         }
         report.entries_evicted = chosen.len() as u64;
         evicted = chosen.iter().map(Entry::key_hash).collect();
@@ -403,9 +476,12 @@ fn choose_evictions(
     index: &Index,
     protected: &HashSet<ObjectId>,
     policy: &GcPolicy,
+    progress: &dyn Fn(GcProgress),
 ) -> Result<(Vec<Entry>, u64, bool)> {
     let now = SystemTime::now();
     let mut total: u64 = 0;
+    let mut measuring = GcProgress::start(GcPhase::Measuring);
+    progress(measuring);
     for byte in 0..=u8::MAX {
         for entry in walk::fanout_entries(store.layout(), byte)? {
             if let FanoutEntry::Object(id) = entry
@@ -414,6 +490,8 @@ fn choose_evictions(
                 total += meta.len();
             }
         }
+        measuring.dirs_done = usize::from(byte) + 1;
+        progress(measuring);
     }
     let bytes_before = total;
     let entries = index.entries()?;

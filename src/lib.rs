@@ -37,6 +37,8 @@ pub mod clean;
 pub mod compiler;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fault;
 pub mod gc;
 pub mod id;
 pub mod index;

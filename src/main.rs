@@ -3,6 +3,10 @@
 
 mod cli;
 
+/// Arms a fault point for the crash tests (see `rask_store::fault`), like
+/// the hidden `--fault-point` option.
+const FAULT_ENV: &str = "RASK_STORE_FAULT";
+
 fn main() -> std::process::ExitCode {
-    cli::main()
+    cli::main(std::env::var(FAULT_ENV).ok())
 }

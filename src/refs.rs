@@ -581,6 +581,7 @@ impl RefContext<'_> {
             &reflog_line(&entry),
             durability,
         )?;
+        crate::fault::Point::RefReflogWritten.reached();
         let path = self.layout.ref_path(ns, pkg);
         match new {
             Some(id) => {
@@ -692,6 +693,7 @@ impl RefContext<'_> {
                 update.new,
                 &note,
             )?;
+            crate::fault::Point::TxnRefApplied.reached();
         }
         if let Some((path, file)) = record {
             fs::remove_file(&path).at("remove transaction record", &path)?;

@@ -185,6 +185,7 @@ impl Store {
         }
         let mut temp = publish::temp_file(self.layout.tmp_dir(), "obj-")?;
         let mut prefix = object::encode_prefix(kind, links, payload.len() as u64);
+        crate::fault::Point::ObjectWrite.tear(&mut temp, &[&prefix, payload]);
         if payload.len() <= SINGLE_WRITE_LIMIT {
             prefix.extend_from_slice(payload);
             temp.write_all(&prefix).at("write", temp.path())?;
@@ -252,6 +253,7 @@ impl Store {
                 Err(e) => return Err(Error::io("read", source, e)),
             };
             hasher.update(&buf[..n]);
+            crate::fault::Point::ObjectWrite.tear(&mut temp, &[&buf[..n]]);
             temp.write_all(&buf[..n]).at("write", temp.path())?;
             payload_len += n as u64;
         }

@@ -6,7 +6,8 @@
 //! - every link: the object it names must exist;
 //! - every file in a fanout directory must be named like an object;
 //! - every index file through [`Index::check`]: manifest, segment checksums,
-//!   order and fan-out, every journal record, torn journal tails;
+//!   order and fan-out, every journal record, torn journal tails; and index
+//!   files the manifest does not name (left by a compaction that died);
 //! - every live index entry: each part must exist, be intact, and reach only
 //!   objects that exist (its closure is complete);
 //! - every ref: it parses, its target exists and its closure is complete;
@@ -20,17 +21,21 @@
 //! objects that appeared after the walk, which are checked when first met.
 //!
 //! # Damage and litter
-//! Most kinds are **damage**: something a build could trip over. Two are
-//! **litter** ([`ProblemKind::is_litter`]): a stale ref lock file and a dead
-//! pin. Both are left by a process that died, protect nothing, and are
-//! cleared by the next writer or gc anyway; verify reports them, repair
-//! removes them, but they do not make a store unclean (exit 0).
+//! Most kinds are **damage**: something a build could trip over. Three are
+//! **litter** ([`ProblemKind::is_litter`]): a stale ref lock file, a dead
+//! pin, and an index file the manifest does not name (left by a compaction
+//! that died). All are left by a process that died, protect nothing, and
+//! are cleared by the next writer, gc or compaction anyway; verify reports
+//! them, repair removes them (a leftover index file by compacting), but
+//! they do not make a store unclean (exit 0).
 //!
 //! # Repair
 //! Repair never deletes evidence:
 //! - a damaged object or a stray file is moved to `quarantine/` (named
 //!   `<original name>.<unix nanos>`), and so is every object whose links can
-//!   no longer be followed to the end (its closure is incomplete);
+//!   no longer be followed to the end (its closure is incomplete); each
+//!   quarantined object leaves the statistics' size by kind, as its header
+//!   names it (one whose header is unreadable cannot be attributed);
 //! - an index entry whose part is missing, corrupt or has an incomplete
 //!   closure is removed ([`Index::remove`]: a remove record, so the journal
 //!   keeps the trace), then the index is compacted, which also sets aside
@@ -144,6 +149,10 @@ pub enum ProblemKind {
     StaleLock,
     /// Litter: a pin file whose process is gone.
     DeadPin,
+    /// Litter: an index segment or journal the manifest does not name, left
+    /// by a compaction that died before switching the manifest or before
+    /// removing the files it replaced.
+    LeftoverIndexFile,
 }
 
 impl ProblemKind {
@@ -165,13 +174,18 @@ impl ProblemKind {
             ProblemKind::BadPin => "bad-pin",
             ProblemKind::StaleLock => "stale-lock",
             ProblemKind::DeadPin => "dead-pin",
+            ProblemKind::LeftoverIndexFile => "leftover-index-file",
         }
     }
 
     /// True for leftovers of dead processes that harm nothing (stale lock
-    /// files, dead pins): reported and removed by repair, but not damage.
+    /// files, dead pins, index files a dead compaction left): reported and
+    /// removed by repair, but not damage.
     pub fn is_litter(self) -> bool {
-        matches!(self, ProblemKind::StaleLock | ProblemKind::DeadPin)
+        matches!(
+            self,
+            ProblemKind::StaleLock | ProblemKind::DeadPin | ProblemKind::LeftoverIndexFile
+        )
     }
 }
 
@@ -243,8 +257,9 @@ struct WorkerResult {
 /// What a repair must act on, besides the problems themselves.
 enum Action {
     None,
-    /// Move the problem's file to quarantine.
-    Quarantine,
+    /// Move the problem's file to quarantine (the object's id, unless it is
+    /// a stray file).
+    Quarantine(Option<ObjectId>),
     /// Remove this entry (key encoding) if it is still the entry `id`.
     Entry {
         key: Vec<u8>,
@@ -481,7 +496,7 @@ pub fn verify(
             if let Some(id) = id {
                 bad.insert(id);
             }
-            found.push((p, Action::Quarantine));
+            found.push((p, Action::Quarantine(id)));
         }
     }
     // gc deletes under the exclusive lock, in no particular order: waiting
@@ -552,6 +567,7 @@ fn check_index(
         }
         Err(e) => return Err(e),
     };
+    check_leftover_index_files(store.layout(), found)?;
     let first = index.check()?;
     if !first.is_empty() {
         // A torn tail may be an append in progress: report what persists.
@@ -593,6 +609,52 @@ fn check_index(
         ));
     }
     Ok(Some(index))
+}
+
+/// Segment and journal files the manifest does not name. Skipped while a
+/// compaction runs (it holds the compaction lock): its new files are not
+/// named yet, and its old ones are about to be removed.
+fn check_leftover_index_files(layout: &Layout, found: &mut Vec<(Problem, Action)>) -> Result<()> {
+    let lock_path = layout.index_compact_lock();
+    let lock = match File::open(&lock_path) {
+        Ok(lock) => lock,
+        // No compaction ever ran, so none left anything.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("open", &lock_path, e)),
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(()),
+        Err(TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+    }
+    let Some(manifest) = crate::index::manifest::read(layout)? else {
+        return Ok(());
+    };
+    for path in list_dir(layout.index_dir())? {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(generation) = Layout::index_file_generation(name) else {
+            continue;
+        };
+        let named = if name.starts_with("seg-") {
+            manifest.segments.contains(&generation)
+        } else {
+            generation == manifest.generation
+        };
+        if !named {
+            let detail = format!(
+                "not named by the index manifest (generation {}): left by a compaction that \
+                 did not finish",
+                manifest.generation
+            );
+            found.push((
+                problem(ProblemKind::LeftoverIndexFile, path, detail),
+                Action::Compact,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn entry_problem(
@@ -888,10 +950,17 @@ fn repair(
 
     // Objects: damaged ones and stray files, then every object whose closure
     // is incomplete.
+    let recorder = store.stats_recorder();
     for (p, action) in found.iter_mut() {
-        if let Action::Quarantine = action {
+        if let Action::Quarantine(id) = action {
+            let counted = id.and_then(|_| counted_as(&p.path));
             match move_to_quarantine(&p.path, &quarantine) {
-                Ok(to) => p.repaired = Some(format!("moved to {}", to.display())),
+                Ok(to) => {
+                    p.repaired = Some(format!("moved to {}", to.display()));
+                    if let Some((kind, len)) = counted {
+                        recorder.object_changed(kind, len, -1);
+                    }
+                }
                 Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                     p.repaired = Some("removed by another process meanwhile".into());
                 }
@@ -901,9 +970,14 @@ fn repair(
     }
     let mut moved: HashMap<ObjectId, PathBuf> = HashMap::new();
     for id in graph.unusable() {
-        match move_to_quarantine(&store.object_path(&id), &quarantine) {
+        let path = store.object_path(&id);
+        let counted = counted_as(&path);
+        match move_to_quarantine(&path, &quarantine) {
             Ok(to) => {
                 moved.insert(id, to);
+                if let Some((kind, len)) = counted {
+                    recorder.object_changed(kind, len, -1);
+                }
             }
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -1178,6 +1252,19 @@ fn check_entry(
             ));
         }
     }
+}
+
+/// The kind and file size an object file was counted with in the
+/// statistics when it was put: what its header says (the payload may be
+/// damaged or cut short; the put counted the whole file). `None` when the
+/// header itself cannot be read, so the object cannot be attributed.
+fn counted_as(path: &Path) -> Option<(crate::object::Kind, u64)> {
+    use std::io::Read;
+    let mut head = [0u8; crate::object::HEADER_LEN];
+    let mut file = File::open(path).ok()?;
+    file.read_exact(&mut head).ok()?;
+    let header = crate::object::Header::decode(&head).ok()?;
+    Some((header.kind, header.file_len()?))
 }
 
 fn move_to_quarantine(path: &Path, quarantine: &Path) -> Result<PathBuf> {

@@ -197,7 +197,7 @@ fn spawn_for(root: &std::path::Path, role: &str, seed: u64, limit: Duration) -> 
 
 /// Kinds a kill -9 may leave behind (all repairable): a torn journal tail, a
 /// transaction cut short, gc cut short among garbage it had started to
-/// delete, and litter. Anything else would be a bug.
+/// delete, and litter (including a compaction's unnamed index files). Anything else would be a bug.
 fn allowed_after_a_crash(kind: ProblemKind) -> bool {
     matches!(
         kind,
@@ -207,6 +207,7 @@ fn allowed_after_a_crash(kind: ProblemKind) -> bool {
             | ProblemKind::DanglingLink
             | ProblemKind::StaleLock
             | ProblemKind::DeadPin
+            | ProblemKind::LeftoverIndexFile
     )
 }
 

@@ -1,9 +1,10 @@
 //! `rask-store gc`: remove what no root needs.
 
+use std::cell::Cell;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use rask_store::gc::{self, GcMode, GcPolicy, GcProgress};
+use rask_store::gc::{self, GcMode, GcPhase, GcPolicy, GcProgress};
 use rask_store::{Index, Wait};
 
 use super::json::Value;
@@ -88,13 +89,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         Wait::Block
     };
     let line = ProgressLine::stderr();
+    let phase = Cell::new(None);
     let report = gc::collect(&store, &index, policy, &|p: GcProgress| {
-        line.update(|| {
-            format!(
-                "gc: swept {}/256 directories, {} objects removed",
-                p.dirs_done, p.removed
-            )
-        })
+        if phase.replace(Some(p.phase)) == Some(p.phase) {
+            line.update(|| describe(&p));
+        } else {
+            line.show(|| describe(&p));
+        }
     })?;
     line.finish();
     store.flush()?;
@@ -155,4 +156,22 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         }
     }
     out.flush().map_err(super::output_failure)
+}
+
+/// The progress line for one report.
+fn describe(p: &GcProgress) -> String {
+    match p.phase {
+        GcPhase::Measuring => format!("gc: measuring objects: {}/256 directories", p.dirs_done),
+        GcPhase::Marking => format!("gc: marking: {} objects reached from the roots", p.marked),
+        GcPhase::Evicting => format!(
+            "gc: evicting: {}/{} index entries removed",
+            p.entries_done, p.entries_total
+        ),
+        GcPhase::Compacting => "gc: compacting the index without the evicted entries".into(),
+        GcPhase::Sweeping => format!(
+            "gc: sweeping: {}/256 directories, {} objects removed",
+            p.dirs_done, p.removed
+        ),
+        _ => "gc: working".into(),
+    }
 }

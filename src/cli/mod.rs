@@ -64,6 +64,11 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = DurabilityArg::Batch)]
     durability: DurabilityArg,
 
+    /// Die at a named step (POINT or POINT:N, the N-th time it is reached) as kill -9
+    /// would: for crash tests only (see `rask_store::fault`)
+    #[arg(long, global = true, hide = true, value_name = "POINT[:N]")]
+    fault_point: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -268,9 +273,28 @@ pub fn output_failure(err: io::Error) -> Failure {
     }
 }
 
-/// Runs the command line and returns the process exit code.
-pub fn main() -> ExitCode {
+/// Arms the fault point named by `spec` (from --fault-point or the
+/// environment), which then prints its name just before the process aborts.
+fn arm_fault_point(spec: &str) -> Result<(), Failure> {
+    let (point, nth) = rask_store::fault::parse(spec).map_err(Failure::usage)?;
+    rask_store::fault::arm(point, nth, |point| {
+        eprintln!("rask-store: fault point {} reached: aborting", point.name());
+    });
+    Ok(())
+}
+
+/// Runs the command line and returns the process exit code. `fault_env`
+/// is the fault point the environment names, if any.
+pub fn main(fault_env: Option<String>) -> ExitCode {
     let cli = Cli::parse();
+    if let Some(spec) = cli.fault_point.as_deref().or(fault_env.as_deref())
+        && let Err(failure) = arm_fault_point(spec)
+    {
+        if let Some(message) = failure.message {
+            eprintln!("rask-store: error: {message}");
+        }
+        return ExitCode::from(failure.code);
+    }
     let ctx = Context {
         store_named: cli.store.is_some(),
         store_path: cli.store.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE)),

@@ -5,6 +5,12 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Redraw {
+    AtMostTenPerSecond,
+    Now,
+}
+
 /// Redraws one status line in place.
 pub struct ProgressLine {
     enabled: bool,
@@ -22,12 +28,24 @@ impl ProgressLine {
 
     /// Shows `text`, unless the line was redrawn less than 100 ms ago.
     pub fn update(&self, text: impl FnOnce() -> String) {
+        self.draw(Redraw::AtMostTenPerSecond, text);
+    }
+
+    /// Shows `text` now: for the start of a new phase, which must not be
+    /// hidden behind the previous phase's last line.
+    pub fn show(&self, text: impl FnOnce() -> String) {
+        self.draw(Redraw::Now, text);
+    }
+
+    fn draw(&self, redraw: Redraw, text: impl FnOnce() -> String) {
         if !self.enabled {
             return;
         }
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100)) {
+        if redraw == Redraw::AtMostTenPerSecond
+            && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+        {
             return;
         }
         *last = Some(now);

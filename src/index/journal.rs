@@ -326,6 +326,7 @@ impl Journal {
                 format!("refusing to append to it ({problem}); run `rask-store index compact`"),
             ));
         }
+        crate::fault::Point::JournalAppend.tear(&mut &self.file, &[framed]);
         let written = (&self.file)
             .write(framed)
             .at("append to the index journal", &self.path)?;

@@ -1003,6 +1003,7 @@ impl Index {
         };
         let (report, manifest) = result?;
         // The new manifest is published: the old files are no longer named.
+        crate::fault::Point::CompactManifestSwitched.reached();
         self.sweep(&manifest);
         Ok(report)
     }
@@ -1069,6 +1070,7 @@ impl Index {
             generation,
             segments: new_segments,
         };
+        crate::fault::Point::CompactSegmentWritten.reached();
         manifest::write(layout, &manifest, self.file_durability())?;
         let report = CompactReport {
             generation,
