@@ -17,24 +17,28 @@
 //! have been descheduled on a busy machine) is hashed by the caller as well.
 //! So two threads cost little more than one when the other core is busy.
 //! When the worker is still busy with an earlier payload, or cannot be
-//! started, the caller hashes alone.
+//! started, the caller hashes alone. On a machine whose other core is busy,
+//! sharing is slower than hashing alone, so the process keeps timing both
+//! ways and uses the faster one (see [`Pace`]).
 //!
 //! No `unsafe`: the payload is shared with the worker through an `Arc`,
 //! and the worker only reads it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use blake3::hazmat::{
     ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root,
 };
 
-/// Payloads at least this long are hashed on two threads.
+/// Payloads at least this long may be hashed on two threads.
 ///
-/// Below it, waking the worker (a futex wake and a reschedule on the other
-/// core) costs more than half the hash. Chosen by measurement on the 2-core
-/// benchmark machine; see docs/BENCHMARKS.md.
+/// Below it, offering work to the worker (a lock, a futex wake, a
+/// reschedule on the other core: several microseconds on the 2-core
+/// benchmark machine) costs as much as the hash itself. Above it, [`Pace`]
+/// decides from measured times whether sharing pays (docs/BENCHMARKS.md).
 pub const PARALLEL_MIN: usize = 64 << 10;
 
 /// The bytes of one piece: 16 chunks, the width at which BLAKE3's widest
@@ -54,7 +58,23 @@ pub fn payload_hash(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
     let Some(worker) = worker() else {
         return blake3::hash(payload);
     };
-    let pieces = payload.len().div_ceil(PIECE_LEN);
+    let mode = PACE.choose();
+    let started = Instant::now();
+    let hash = match mode {
+        Way::Alone => blake3::hash(payload),
+        Way::Shared => match shared_hash(worker, bytes, start) {
+            Some(hash) => hash,
+            // The worker is still busy with an earlier payload: not a sample.
+            None => return blake3::hash(payload),
+        },
+    };
+    PACE.record(mode, started.elapsed(), payload.len());
+    hash
+}
+
+/// Hashes `bytes[start..]` with the worker's help; `None` when it is busy.
+fn shared_hash(worker: &Worker, bytes: &Arc<Vec<u8>>, start: usize) -> Option<blake3::Hash> {
+    let pieces = (bytes.len() - start).div_ceil(PIECE_LEN);
     let job = Arc::new(Job {
         bytes: Arc::clone(bytes),
         start,
@@ -62,14 +82,89 @@ pub fn payload_hash(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
         cvs: (0..pieces).map(|_| OnceLock::new()).collect(),
     });
     if !worker.offer(&job) {
-        return blake3::hash(payload);
+        return None;
     }
     job.hash_claimed_pieces();
     worker.withdraw();
     // Pieces the worker claimed and has not finished yet (it may have been
     // descheduled mid-piece) are hashed here too rather than waited for.
     let cvs = (0..pieces).map(|i| *job.cvs[i].get_or_init(|| job.piece_cv(i)));
-    merge_pieces(cvs)
+    Some(merge_pieces(cvs))
+}
+
+/// How a large payload is hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    /// On the calling thread only.
+    Alone,
+    /// Shared with the worker.
+    Shared,
+}
+
+/// Whether sharing pays on this machine right now, learnt from the hashes
+/// themselves: a running average of the time per byte each way takes.
+///
+/// On an idle second core sharing nearly halves the time; on a machine
+/// whose cores are busy with other work it is slower than hashing alone
+/// (the woken worker competes with the caller for its core). So the faster
+/// way is used, and every [`EXPLORE_EVERY`]th large hash tries the other way
+/// to notice when the machine changes. The digest never depends on it.
+struct Pace {
+    hashes: AtomicU64,
+    /// Picoseconds per byte, per [`Way`] (0: not measured yet).
+    per_byte: [AtomicU64; 2],
+}
+
+/// One large hash in this many tries the way that is currently slower (one
+/// in eight times as many when that way is far behind).
+const EXPLORE_EVERY: u64 = 32;
+
+static PACE: Pace = Pace {
+    hashes: AtomicU64::new(0),
+    per_byte: [AtomicU64::new(0), AtomicU64::new(0)],
+};
+
+impl Pace {
+    fn choose(&self) -> Way {
+        let n = self.hashes.fetch_add(1, Ordering::Relaxed);
+        let alone = self.per_byte[Way::Alone as usize].load(Ordering::Relaxed);
+        let shared = self.per_byte[Way::Shared as usize].load(Ordering::Relaxed);
+        let faster = if alone == 0 || (shared != 0 && shared > alone) {
+            Way::Alone
+        } else {
+            Way::Shared
+        };
+        // Far behind (half as fast again or worse): look again less often.
+        let (slow, fast) = match faster {
+            Way::Alone => (shared, alone),
+            Way::Shared => (alone, shared),
+        };
+        let every = if slow.saturating_mul(2) > fast.saturating_mul(3) {
+            EXPLORE_EVERY * 8
+        } else {
+            EXPLORE_EVERY
+        };
+        match (n % every == every - 1, faster) {
+            (false, way) => way,
+            (true, Way::Alone) => Way::Shared,
+            (true, Way::Shared) => Way::Alone,
+        }
+    }
+
+    fn record(&self, way: Way, took: Duration, len: usize) {
+        let sample = (took.as_nanos() as u64).saturating_mul(1000) / len.max(1) as u64;
+        let slot = &self.per_byte[way as usize];
+        let old = slot.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            // A sample stretched by a preemption counts as at most 4× the
+            // average, so one unlucky hash cannot flip the choice for long.
+            let sample = sample.min(old.saturating_mul(4)).max(1);
+            old - old / 8 + sample / 8
+        };
+        slot.store(new, Ordering::Relaxed);
+    }
 }
 
 /// A payload being hashed: the next piece nobody has claimed, and the
@@ -230,6 +325,18 @@ mod tests {
             .collect()
     }
 
+    /// The shared way, whichever way [`Pace`] currently prefers; waits for
+    /// the worker to finish an earlier job if it has to.
+    fn shared_with_worker(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
+        let worker = worker().expect("the worker thread starts");
+        loop {
+            if let Some(hash) = shared_hash(worker, bytes, start) {
+                return hash;
+            }
+            thread::yield_now();
+        }
+    }
+
     #[test]
     fn equals_blake3_at_every_piece_boundary() {
         let mut lens = vec![0, 1, 1024, PARALLEL_MIN - 1];
@@ -255,6 +362,9 @@ mod tests {
                     expected,
                     "len {len} start {start}"
                 );
+                if len > PIECE_LEN {
+                    assert_eq!(shared_with_worker(&shared, start), expected, "len {len}");
+                }
                 assert_eq!(*shared, bytes, "the payload is unchanged");
             }
         }
@@ -271,6 +381,9 @@ mod tests {
                 scope.spawn(|| {
                     for (cut, want) in expected.iter().enumerate() {
                         assert_eq!(payload_hash(&bytes, cut * 1000), *want);
+                        if let Some(hash) = shared_hash(worker().unwrap(), &bytes, cut * 1000) {
+                            assert_eq!(hash, *want);
+                        }
                     }
                 });
             }
