@@ -5,8 +5,8 @@
 //! module ([`crate::publish`]); it holds no format logic of its own.
 //!
 //! # Invariants
-//! - An object file is never written in place: it is created whole in
-//!   `tmp/`, made read-only, and renamed to `objects/ab/cdef…`.
+//! - An object file is never written in place: it is created read-only
+//!   (mode 0444) and whole in `tmp/`, and renamed to `objects/ab/cdef…`.
 //! - No read returns bytes that were not checked against their id.
 //! - A put of an object that already exists reads the existing file; if it
 //!   verifies, its modification time is refreshed (so gc's grace period
