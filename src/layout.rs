@@ -104,8 +104,17 @@ impl Layout {
 
     /// Where the object `id` lives.
     pub fn object_path(&self, id: &ObjectId) -> PathBuf {
-        let hex = id.to_hex();
-        let mut path = self.objects.join(&hex[..2]);
+        // Hex on the stack and one allocation of the final size: this runs
+        // on every put and get.
+        let mut digits = [0u8; ID_HEX_LEN];
+        let encoded = hex::encode_to_slice(id.as_bytes(), &mut digits);
+        let hex = match encoded.ok().map(|()| std::str::from_utf8(&digits)) {
+            Some(Ok(hex)) => std::borrow::Cow::Borrowed(hex),
+            _ => std::borrow::Cow::Owned(id.to_hex()),
+        };
+        let mut path = PathBuf::with_capacity(self.objects.as_os_str().len() + ID_HEX_LEN + 2);
+        path.push(&self.objects);
+        path.push(&hex[..2]);
         path.push(&hex[2..]);
         path
     }

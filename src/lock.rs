@@ -209,7 +209,6 @@ impl WriterLock {
     /// Takes the shared lock for the duration of one write (blocking while
     /// gc holds it exclusively).
     pub(crate) fn enter(&self, layout: &Layout) -> Result<WriterGuard<'_>> {
-        let path = layout.gc_lock_path();
         let mut state = self
             .state
             .lock()
@@ -219,7 +218,9 @@ impl WriterLock {
                 state.file = Some(open_gc_lock(layout)?);
             }
             if let Some(file) = &state.file {
-                file.lock_shared().at("lock (shared)", &path)?;
+                // The path is built only for the error: no allocation per put.
+                file.lock_shared()
+                    .map_err(|e| Error::io("lock (shared)", layout.gc_lock_path(), e))?;
             }
         }
         state.holders += 1;

@@ -28,9 +28,16 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+
+use blake3::hazmat::{ContextKey, HasherExt, hash_derive_key_context};
 
 use crate::error::{Error, Result};
 use crate::id::{ID_LEN, ObjectId};
+
+mod hash;
+
+pub use hash::{PARALLEL_MIN, payload_hash};
 
 /// First four bytes of every object file.
 pub const MAGIC: [u8; 4] = *b"RSKO";
@@ -197,7 +204,9 @@ pub fn object_id(
     payload_len: u64,
     payload_hash: &blake3::Hash,
 ) -> ObjectId {
-    let mut hasher = blake3::Hasher::new_derive_key(ID_CONTEXT);
+    // The context string is hashed once per process, not once per id.
+    static ID_KEY: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(ID_CONTEXT));
+    let mut hasher = blake3::Hasher::new_from_context_key(&ID_KEY);
     hasher.update(&[kind as u8]);
     hasher.update(&(links.len() as u32).to_le_bytes());
     for link in links {
@@ -239,13 +248,15 @@ pub fn decode_links(bytes: &[u8]) -> Vec<ObjectId> {
 /// A verified object held in memory.
 ///
 /// The payload is a view into the file's bytes, so reading an object costs
-/// one allocation and no copy.
+/// one allocation and no copy. Payloads of [`PARALLEL_MIN`] bytes or more
+/// are hashed on two threads ([`payload_hash`]), with the same result.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Object {
     id: ObjectId,
     kind: Kind,
     links: Vec<ObjectId>,
-    bytes: Vec<u8>,
+    /// The whole file; shared only with the hashing worker, which reads it.
+    bytes: Arc<Vec<u8>>,
     payload_start: usize,
 }
 
@@ -273,12 +284,9 @@ impl Object {
         }
         let start = start as usize;
         let links = decode_links(&bytes[HEADER_LEN..start]);
-        let actual = object_id(
-            header.kind,
-            &links,
-            header.payload_len,
-            &blake3::hash(&bytes[start..]),
-        );
+        let bytes = Arc::new(bytes);
+        let payload_digest = payload_hash(&bytes, start);
+        let actual = object_id(header.kind, &links, header.payload_len, &payload_digest);
         if actual != id {
             return Err(Error::corrupt(
                 what,
@@ -316,9 +324,15 @@ impl Object {
     }
 
     /// Takes the payload out of the object.
-    pub fn into_payload(mut self) -> Vec<u8> {
-        self.bytes.drain(..self.payload_start);
-        self.bytes
+    pub fn into_payload(self) -> Vec<u8> {
+        match Arc::try_unwrap(self.bytes) {
+            Ok(mut bytes) => {
+                bytes.drain(..self.payload_start);
+                bytes
+            }
+            // Still shared (with a worker finishing late, or a clone): copy.
+            Err(bytes) => bytes[self.payload_start..].to_vec(),
+        }
     }
 }
 

@@ -43,6 +43,25 @@ pub fn temp_file(tmp_dir: &Path, prefix: &str) -> Result<NamedTempFile> {
         .at("create a temp file in", tmp_dir)
 }
 
+/// Creates a temp file in `tmp_dir` whose name starts with `prefix`, already
+/// read-only: on Unix it is created with mode 0444 (less the process umask,
+/// as for every file a process creates; git does the same for its loose
+/// objects), so publishing it with [`Access::CreatedReadOnly`] needs no
+/// `fchmod`. The returned handle is open for writing all the same: a mode is
+/// checked when a file is opened, and this one is opened as it is created.
+pub fn read_only_temp_file(tmp_dir: &Path, prefix: &str) -> Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o444));
+    }
+    builder
+        .tempfile_in(tmp_dir)
+        .at("create a temp file in", tmp_dir)
+}
+
 /// Files published but not yet synced, for [`Durability::Batch`].
 #[derive(Debug, Default)]
 pub struct SyncQueue {
@@ -96,8 +115,12 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Whether a published file may still be written to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Immutable once published (objects, index segments): mode 0444.
+    /// Immutable once published (index segments): made mode 0444 before
+    /// it is renamed into place.
     ReadOnly,
+    /// Immutable, and already read-only since [`read_only_temp_file`]
+    /// created it (objects): nothing to change before the rename.
+    CreatedReadOnly,
     /// Replaced wholesale by the next publish (refs, configuration).
     Replaceable,
 }
@@ -152,7 +175,7 @@ pub fn publish_and_keep(
     durability: Durability,
     queue: &SyncQueue,
 ) -> Result<File> {
-    if access == Access::ReadOnly {
+    if access == Access::ReadOnly || (access == Access::CreatedReadOnly && !cfg!(unix)) {
         make_read_only(temp.as_file()).at("make read-only", temp.path())?;
     }
     if durability == Durability::Full {

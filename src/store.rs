@@ -5,8 +5,8 @@
 //! module ([`crate::publish`]); it holds no format logic of its own.
 //!
 //! # Invariants
-//! - An object file is never written in place: it is created whole in
-//!   `tmp/`, made read-only, and renamed to `objects/ab/cdef…`.
+//! - An object file is never written in place: it is created read-only
+//!   (mode 0444) and whole in `tmp/`, and renamed to `objects/ab/cdef…`.
 //! - No read returns bytes that were not checked against their id.
 //! - A put of an object that already exists reads the existing file; if it
 //!   verifies, its modification time is refreshed (so gc's grace period
@@ -33,8 +33,6 @@ pub const FRESHEN_ON_READ: Duration = Duration::from_secs(60 * 60);
 /// Payloads up to this size are read into memory and checked in one pass;
 /// larger ones are checked in a first pass and copied out in a second.
 pub const IN_MEMORY_LIMIT: u64 = 16 << 20;
-/// Payloads up to this size are written with a single `write` call.
-const SINGLE_WRITE_LIMIT: usize = 64 << 10;
 const STREAM_BUF: usize = 256 << 10;
 
 /// How a store is opened.
@@ -183,16 +181,10 @@ impl Store {
         if let Existing::Good = existing {
             return Ok(id);
         }
-        let mut temp = publish::temp_file(self.layout.tmp_dir(), "obj-")?;
-        let mut prefix = object::encode_prefix(kind, links, payload.len() as u64);
+        let mut temp = publish::read_only_temp_file(self.layout.tmp_dir(), "obj-")?;
+        let prefix = object::encode_prefix(kind, links, payload.len() as u64);
         crate::fault::Point::ObjectWrite.tear(&mut temp, &[&prefix, payload]);
-        if payload.len() <= SINGLE_WRITE_LIMIT {
-            prefix.extend_from_slice(payload);
-            temp.write_all(&prefix).at("write", temp.path())?;
-        } else {
-            temp.write_all(&prefix).at("write", temp.path())?;
-            temp.write_all(payload).at("write", temp.path())?;
-        }
+        write_parts(temp.as_file_mut(), &prefix, payload).at("write", temp.path())?;
         self.publish_object(temp, &path, &header, existing)?;
         Ok(id)
     }
@@ -239,7 +231,7 @@ impl Store {
         mut reader: impl Read,
         source: &Path,
     ) -> Result<ObjectId> {
-        let mut temp = publish::temp_file(self.layout.tmp_dir(), "obj-")?;
+        let mut temp = publish::read_only_temp_file(self.layout.tmp_dir(), "obj-")?;
         temp.write_all(&object::encode_prefix(kind, links, 0))
             .at("write", temp.path())?;
         let mut hasher = blake3::Hasher::new();
@@ -286,7 +278,7 @@ impl Store {
         publish::publish(
             temp,
             path,
-            Access::ReadOnly,
+            Access::CreatedReadOnly,
             self.options.durability,
             &self.sync_queue,
         )?;
@@ -594,6 +586,22 @@ fn read_whole(file: &mut File, len: u64, path: &Path) -> Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .at("read object", path)?;
     Ok(bytes)
+}
+
+/// Writes `head` then `body` with one `writev` (no copy into one buffer),
+/// finishing with plain writes if the kernel took less than all of it.
+fn write_parts(file: &mut File, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut parts = [io::IoSlice::new(head), io::IoSlice::new(body)];
+    let mut parts = &mut parts[..];
+    while !parts.is_empty() {
+        match file.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads until `buf` is full or the file ends; returns how much was read.
