@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rask_store::index::{AutoCompact, IndexOptions, MissCause, PutOutcome};
+use rask_store::index::{AutoCompact, IndexOptions, MissCause, PartRef, PutOutcome};
 use rask_store::{Component, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -293,6 +293,25 @@ fn run_model(seed: u64) -> usize {
                     }
                     (None, Lookup::Miss(m)) => assert_eq!(m.cause, MissCause::Absent),
                     (want, got) => panic!("seed {seed} step {step} key {k}: {want:?} vs {got:?}"),
+                }
+                // The borrowed lookup answers as the owned one does.
+                let owned = index.lookup(&key("m", k)).unwrap();
+                let borrowed = index
+                    .lookup_with(&key("m", k), |e| {
+                        let parts: Vec<PartRef> = e.parts().map(|p| p.to_part_ref()).collect();
+                        (e.id(), e.key_hash(), e.key_encoding().to_vec(), parts)
+                    })
+                    .unwrap();
+                match (owned, borrowed) {
+                    (Lookup::Hit(o), Lookup::Hit((id, hash, encoding, parts))) => {
+                        assert_eq!(
+                            (o.id(), o.key_hash(), o.key_encoding(), o.parts()),
+                            (id, hash, &encoding[..], &parts[..]),
+                            "seed {seed} step {step} key {k}"
+                        );
+                    }
+                    (Lookup::Miss(a), Lookup::Miss(b)) => assert_eq!(a, b),
+                    (o, b) => panic!("seed {seed} step {step} key {k}: {o:?} vs {b:?}"),
                 }
             }
             90..=94 => {

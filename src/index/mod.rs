@@ -74,8 +74,8 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use self::journal::Journal;
 pub use self::journal::Skipped;
 use self::manifest::Manifest;
-pub use self::record::PartRef;
 use self::record::RecordView;
+pub use self::record::{PartIter, PartRef, PartView};
 pub use self::segment::Access;
 use self::segment::Segment;
 use crate::error::{Error, IoContext, Result};
@@ -274,6 +274,53 @@ impl Entry {
     }
 }
 
+/// A keyed entry borrowed from the index's bytes: what
+/// [`Index::lookup_with`] hands its closure. Nothing is copied or
+/// allocated to produce it; [`EntryRef::to_entry`] makes an owned [`Entry`].
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    key_hash: KeyHash,
+    key: &'a [u8],
+    payload: &'a [u8],
+    parts: &'a [u8],
+}
+
+impl<'a> EntryRef<'a> {
+    /// The key hash.
+    pub fn key_hash(&self) -> KeyHash {
+        self.key_hash
+    }
+
+    /// The canonical key encoding (equal to the asked key's).
+    pub fn key_encoding(&self) -> &'a [u8] {
+        self.key
+    }
+
+    /// The parts, in name order.
+    pub fn parts(&self) -> record::PartIter<'a> {
+        record::parts_iter(self.parts)
+    }
+
+    /// The part called `name`.
+    pub fn part(&self, name: &str) -> Option<PartView<'a>> {
+        self.parts().find(|p| p.name == name)
+    }
+
+    /// The entry id (hashes the entry: not free).
+    pub fn id(&self) -> ObjectId {
+        record::entry_id_of_table(self.payload, self.parts)
+    }
+
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            key_hash: self.key_hash,
+            payload: self.payload.to_vec(),
+            parts: self.parts().map(|p| p.to_part_ref()).collect(),
+        }
+    }
+}
+
 /// A part and its verified payload.
 pub type PartBytes = (PartRef, Vec<u8>);
 
@@ -364,7 +411,7 @@ struct State {
 }
 
 enum Resolved<'a> {
-    Hit(RecordView<'a>),
+    Hit(EntryRef<'a>),
     Removed,
     Absent,
     Damaged(PathBuf, String),
@@ -464,17 +511,45 @@ impl Index {
     /// # Errors
     /// [`Error::Io`] only; damage is a [`Miss`].
     pub fn lookup(&self, key: &Key) -> Result<Lookup<Entry>> {
+        self.lookup_with(key, |entry| entry.to_entry())
+    }
+
+    /// Looks a key up as [`Index::lookup`] does, and hands a hit to `f`
+    /// borrowed from the index's bytes: nothing is copied or allocated, so
+    /// this is the hot path for callers that need only an id or a size.
+    /// `f` runs while the index's view is read-locked (in this process
+    /// only: other processes never wait); it must not call this index.
+    ///
+    /// ```
+    /// # use rask_store::{Component, Index, Key, Kind, Namespace, Store, StoreOptions};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::create(dir.path().join("c"), StoreOptions::default()).unwrap();
+    /// # let index = Index::open(&store).unwrap();
+    /// # let key = Key::new(Namespace::new("ns").unwrap(), vec![Component::str("f")]).unwrap();
+    /// index.put(&store, &key, Kind::Instance, &[("ast", b"...")]).unwrap();
+    /// let ast = index.lookup_with(&key, |e| e.part("ast").map(|p| p.id)).unwrap();
+    /// assert!(ast.hit().flatten().is_some());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] only; damage is a [`Miss`].
+    pub fn lookup_with<R>(
+        &self,
+        key: &Key,
+        f: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Result<Lookup<R>> {
         {
             let state = self.read_state();
-            if let Some(found) = to_entry(resolve(&state, key)) {
-                return Ok(found);
+            let resolved = resolve(&state, key);
+            if !matches!(resolved, Resolved::Absent) {
+                return Ok(answer(resolved, key, f));
             }
         }
         if !self.catch_up()? {
             return Ok(absent(key));
         }
         let state = self.read_state();
-        Ok(to_entry(resolve(&state, key)).unwrap_or_else(|| absent(key)))
+        Ok(answer(resolve(&state, key), key, f))
     }
 
     /// Looks up many keys; the answers are in the order of `keys`.
@@ -482,10 +557,14 @@ impl Index {
     /// # Errors
     /// [`Error::Io`] only.
     pub fn lookup_many(&self, keys: &[Key]) -> Result<Vec<Lookup<Entry>>> {
-        let mut out: Vec<Option<Lookup<Entry>>> = {
+        let mut out: Vec<Option<Lookup<Entry>>> = Vec::with_capacity(keys.len());
+        {
             let state = self.read_state();
-            keys.iter().map(|k| to_entry(resolve(&state, k))).collect()
-        };
+            for chunk in keys.chunks(segment::WARM_BATCH) {
+                warm(&state, chunk.iter());
+                out.extend(chunk.iter().map(|k| to_entry(resolve(&state, k))));
+            }
+        }
         if out.iter().any(Option::is_none) && self.catch_up()? {
             let state = self.read_state();
             for (slot, key) in out.iter_mut().zip(keys) {
@@ -507,21 +586,34 @@ impl Index {
     /// # Errors
     /// [`Error::Io`] only.
     pub fn find_missing(&self, keys: &[Key]) -> Result<Vec<usize>> {
+        // Probed in key-hash order, so the reads walk each segment's radix
+        // table, slots and records from front to back instead of at random.
+        let mut order: Vec<(u64, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (hash_prefix(&k.hash()), i))
+            .collect();
+        order.sort_unstable();
         let present = |state: &State, key: &Key| matches!(resolve(state, key), Resolved::Hit(_));
-        let missing: Vec<usize> = {
+        let mut missing: Vec<usize> = Vec::new();
+        {
             let state = self.read_state();
-            (0..keys.len())
-                .filter(|&i| !present(&state, &keys[i]))
-                .collect()
-        };
-        if missing.is_empty() || !self.catch_up()? {
-            return Ok(missing);
+            for chunk in order.chunks(segment::WARM_BATCH) {
+                warm(&state, chunk.iter().map(|&(_, i)| &keys[i]));
+                missing.extend(
+                    chunk
+                        .iter()
+                        .map(|&(_, i)| i)
+                        .filter(|&i| !present(&state, &keys[i])),
+                );
+            }
         }
-        let state = self.read_state();
-        Ok(missing
-            .into_iter()
-            .filter(|&i| !present(&state, &keys[i]))
-            .collect())
+        if !missing.is_empty() && self.catch_up()? {
+            let state = self.read_state();
+            missing.retain(|&i| !present(&state, &keys[i]));
+        }
+        missing.sort_unstable();
+        Ok(missing)
     }
 
     /// Looks a key up and checks that every part object exists (without
@@ -703,9 +795,7 @@ impl Index {
                     .map_err(|reason| Error::InvalidEntry { reason })?;
                 let body = record::encode_put(&key.hash(), key.encoding(), &parts);
                 let id = record::entry_id(&body[1 + crate::key::KEY_HASH_LEN..], &parts);
-                if let Some(Lookup::Hit(current)) = to_entry(resolve(&state, &key))
-                    && current.id() == id
-                {
+                if matches!(resolve(&state, &key), Resolved::Hit(current) if current.id() == id) {
                     outcomes.push(PutOutcome::Unchanged(id));
                     continue;
                 }
@@ -735,13 +825,11 @@ impl Index {
         // The no-op check uses what this handle already sees: a miss here
         // costs no file access, and an entry another process wrote since is
         // at worst appended again (harmless: the same value).
-        let current = {
+        let unchanged = {
             let state = self.read_state();
-            to_entry(resolve(&state, key))
+            matches!(resolve(&state, key), Resolved::Hit(current) if current.id() == id)
         };
-        if let Some(Lookup::Hit(current)) = current
-            && current.id() == id
-        {
+        if unchanged {
             return Ok(PutOutcome::Unchanged(id));
         }
         self.append(&record::frame(&body))?;
@@ -1025,9 +1113,9 @@ impl Index {
         let mut merged: HashMap<KeyHash, (&[u8], bool)> = HashMap::new();
         let mut dropped = 0u64;
         for seg in merging {
-            for (hash, rec) in seg.iter() {
-                match rec.and_then(|body| record::view(body).map(|v| (body, v))) {
-                    Ok((body, view)) if view.key_hash == hash => {
+            for rec in seg.iter() {
+                match rec.and_then(|(hash, body)| record::view(body).map(|v| (hash, body, v))) {
+                    Ok((hash, body, view)) if view.key_hash == hash => {
                         merged.insert(hash, (body, view.parts.is_some()));
                     }
                     _ => dropped += 1,
@@ -1120,19 +1208,23 @@ impl Index {
             }
         }
         let in_journal = |hash: &KeyHash| state.journal.as_ref().is_some_and(|j| j.contains(hash));
-        // A lone segment with nothing missing beside it is a full merge: no removes.
+        // A lone segment with nothing missing beside it is a full merge: no
+        // removes. Its entries count, less those the journal overrides:
+        // O(journal), no segment walk.
         if let ([only], true) = (&state.segments[..], state.problems.is_empty()) {
-            entries += only.iter().filter(|(h, _)| !in_journal(h)).count() as u64;
+            let overridden = state.journal.as_ref().map_or(0, |j| {
+                j.latest()
+                    .filter(|(h, _)| !matches!(only.find(h), Ok(None)))
+                    .count()
+            });
+            entries += (only.len() - overridden) as u64;
         } else {
             // Newest first; a delta segment may hold removes that shadow the base.
             let mut seen = std::collections::HashSet::new();
             for seg in state.segments.iter().rev() {
-                for (hash, rec) in seg.iter() {
+                for (hash, body) in seg.iter().flatten() {
                     if !in_journal(&hash) && seen.insert(hash) {
-                        let put = rec
-                            .ok()
-                            .and_then(|body| record::view(body).ok())
-                            .is_some_and(|v| v.parts.is_some());
+                        let put = record::view(body).is_ok_and(|v| v.parts.is_some());
                         if put {
                             entries += 1;
                         }
@@ -1339,9 +1431,46 @@ fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
         );
     }
     match view.parts {
-        Some(_) => Resolved::Hit(view),
+        Some(parts) => Resolved::Hit(EntryRef {
+            key_hash: view.key_hash,
+            key: view.key,
+            payload: view.entry_payload,
+            parts,
+        }),
         None => Resolved::Removed,
     }
+}
+
+/// Reads ahead, in every segment, what resolving `keys` (at most
+/// [`segment::WARM_BATCH`]) will read, overlapping their cache misses.
+fn warm<'k>(state: &State, keys: impl Iterator<Item = &'k Key> + Clone) {
+    let hashes: Vec<KeyHash> = keys.map(Key::hash).collect();
+    for seg in &state.segments {
+        std::hint::black_box(seg.warm(hashes.iter()));
+    }
+}
+
+/// The first eight bytes of a key hash, as an integer in hash order.
+fn hash_prefix(hash: &KeyHash) -> u64 {
+    let b = hash.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// The answer for a resolved key, `f` applied to a hit.
+fn answer<R>(resolved: Resolved<'_>, key: &Key, f: impl FnOnce(EntryRef<'_>) -> R) -> Lookup<R> {
+    match resolved {
+        Resolved::Absent => absent(key),
+        Resolved::Removed => Lookup::miss(MissCause::Absent, "the entry was removed"),
+        Resolved::Damaged(path, reason) => damaged(&path, &reason),
+        Resolved::Hit(entry) => Lookup::Hit(f(entry)),
+    }
+}
+
+fn damaged<T>(path: &Path, reason: &str) -> Lookup<T> {
+    Lookup::miss(
+        MissCause::Corrupt,
+        format!("index record in {} is damaged: {reason}", path.display()),
+    )
 }
 
 /// `None` for an absent key (worth a refresh), else the answer.
@@ -1349,14 +1478,8 @@ fn to_entry(resolved: Resolved<'_>) -> Option<Lookup<Entry>> {
     match resolved {
         Resolved::Absent => None,
         Resolved::Removed => Some(Lookup::miss(MissCause::Absent, "the entry was removed")),
-        Resolved::Damaged(path, reason) => Some(Lookup::miss(
-            MissCause::Corrupt,
-            format!("index record in {} is damaged: {reason}", path.display()),
-        )),
-        Resolved::Hit(view) => Some(match view.parts.map(record::decode_parts) {
-            Some(Ok(parts)) => Lookup::Hit(Entry::from_view(&view, parts)),
-            _ => Lookup::miss(MissCause::Corrupt, "index record has a bad part table"),
-        }),
+        Resolved::Damaged(path, reason) => Some(damaged(&path, &reason)),
+        Resolved::Hit(entry) => Some(Lookup::Hit(entry.to_entry())),
     }
 }
 
