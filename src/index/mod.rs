@@ -51,6 +51,9 @@
 //!   [`Index::get`] also verifies the part object. Damage is a [`Miss`] with
 //!   a [`MissCause`], never wrong bytes and never a panic.
 //! - Readers never wait for writers: lookups take no file lock.
+//! - Appends hold the store's shared writers lock (`locks/gc.lock`), so gc's
+//!   exclusive phase never overlaps one (docs/ARCHITECTURE.md, "the lock
+//!   protocol").
 //! - An appender appends only to the journal the manifest names, checked
 //!   while it holds a shared lock on that journal; compaction reads the
 //!   journal for the last time under the exclusive lock and publishes the
@@ -82,6 +85,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::key::{Key, KeyHash};
 use crate::layout::Layout;
+use crate::lock::WriterLock;
 use crate::object::Kind;
 use crate::publish::{self, Durability, SyncQueue};
 use crate::store::Store;
@@ -429,6 +433,7 @@ pub struct Index {
     options: IndexOptions,
     state: RwLock<State>,
     append_lock: Mutex<()>,
+    writer_lock: WriterLock,
     journal_dirty: AtomicBool,
 }
 
@@ -460,6 +465,7 @@ impl Index {
             options,
             state: RwLock::new(state),
             append_lock: Mutex::new(()),
+            writer_lock: WriterLock::default(),
             journal_dirty: AtomicBool::new(false),
         })
     }
@@ -858,6 +864,9 @@ impl Index {
     fn append(&self, framed: &[u8]) -> Result<()> {
         {
             let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+            // gc's exclusive lock excludes appends as it excludes object
+            // puts (docs/ARCHITECTURE.md, "the lock protocol").
+            let _writing = self.writer_lock.enter(&self.layout)?;
             let mut attempts = 0;
             loop {
                 {
