@@ -411,3 +411,31 @@ fn one_index_serves_many_threads() {
     });
     assert_eq!(index.stats().unwrap().entries, 800);
 }
+
+#[test]
+fn a_long_lived_handle_sees_what_another_handle_appended_and_compacted() {
+    let (_dir, store) = store();
+    let reader = Index::open(&store).unwrap();
+    let writer = Index::open(&store).unwrap();
+    assert!(!reader.lookup(&key("ns", 0)).unwrap().is_hit());
+    // Each round: an append to the current journal, then a compaction that
+    // replaces the manifest (and may reuse freed inode numbers).
+    for round in 0..6u64 {
+        writer
+            .put(&store, &key("ns", round), Kind::Blob, &[("v", b"x")])
+            .unwrap();
+        assert!(
+            reader.lookup(&key("ns", round)).unwrap().is_hit(),
+            "round {round}: an appended entry was not found"
+        );
+        writer.compact().unwrap();
+        writer
+            .put(&store, &key("ns", 100 + round), Kind::Blob, &[("v", b"y")])
+            .unwrap();
+        assert!(
+            reader.lookup(&key("ns", 100 + round)).unwrap().is_hit(),
+            "round {round}: an entry appended after a compaction was not found"
+        );
+    }
+    assert_eq!(reader.stats().unwrap().entries, 12);
+}

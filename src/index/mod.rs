@@ -408,6 +408,8 @@ pub struct CompactReport {
 
 #[derive(Debug)]
 struct State {
+    /// The manifest this view was loaded from (`None`: there was none).
+    manifest: Option<manifest::Held>,
     generation: u64,
     segments: Vec<Segment>,
     journal: Option<Journal>,
@@ -475,7 +477,8 @@ impl Index {
     }
 
     /// Picks up what other processes appended or compacted since the last
-    /// look: re-reads the manifest, then the journal's new tail.
+    /// look: re-reads the manifest if it was replaced (one `stat` tells),
+    /// then the journal's new tail.
     ///
     /// # Errors
     /// [`Error::Io`], or a bad manifest.
@@ -484,14 +487,28 @@ impl Index {
     }
 
     /// As [`Index::refresh`]; true when anything new was found.
+    ///
+    /// Cheap when nothing changed: a `stat` of the manifest (is it still
+    /// the file this view was loaded from?) and an `fstat` of the journal.
     fn catch_up(&self) -> Result<bool> {
-        let current = manifest::read(&self.layout)?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let same = match (&current, &state.journal) {
-            (Some(m), Some(j)) => m.generation == j.generation(),
-            (None, None) => return Ok(false),
-            _ => false,
+        let same = {
+            let state = self.read_state();
+            match &state.manifest {
+                Some(held) => state.journal.is_some() && held.is_current(&self.layout)?,
+                None => match fs::symlink_metadata(self.layout.index_manifest()) {
+                    Ok(_) => false,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                    Err(e) => {
+                        return Err(Error::io(
+                            "examine the index manifest",
+                            self.layout.index_manifest(),
+                            e,
+                        ));
+                    }
+                },
+            }
         };
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if same {
             match state.journal.as_mut() {
                 Some(journal) => {
@@ -1370,14 +1387,16 @@ fn scope(trigger: Trigger, segments: &[Segment], journal_len: u64) -> Scope {
 }
 
 fn load_state(layout: &Layout, access: Access) -> Result<State> {
-    let Some(m) = manifest::read(layout)? else {
+    let Some(held) = manifest::load(layout)? else {
         return Ok(State {
+            manifest: None,
             generation: 0,
             segments: Vec::new(),
             journal: None,
             problems: Vec::new(),
         });
     };
+    let m = &held.manifest;
     let mut problems = Vec::new();
     let mut segments = Vec::new();
     for &g in &m.segments {
@@ -1406,6 +1425,7 @@ fn load_state(layout: &Layout, access: Access) -> Result<State> {
         segments,
         journal,
         problems,
+        manifest: Some(held),
     })
 }
 
