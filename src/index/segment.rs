@@ -17,14 +17,15 @@
 //!                         whose key hash's first k bits are < b (radix[0] = 0,
 //!                         radix[B] = N); it is the fan-out over the first byte
 //!                         refined to k bits
-//! S = 36+4B     16·N      slots, sorted by key hash, hashes unique: the first 8
+//! 36+4B         28        padding, zero (so S is a multiple of 64)
+//! S = 64+4B     16·N      slots, sorted by key hash, hashes unique: the first 8
 //!                         bytes of the key hash, u64 LE offset of its record in
 //!                         the records area
 //! S+16N         R         records area: frames (see super::record) back to back
 //! S+16N+R       32        BLAKE3 of every byte before it
 //! ```
 //!
-//! The file length must equal `36 + 4·2^k + 16·N + R + 32`. Writers pick the
+//! The file length must equal `64 + 4·2^k + 16·N + R + 32`. Writers pick the
 //! smallest k ≥ 8 with 2^k ≥ N/4, so a radix bucket holds about four slots
 //! (one cache line) and the radix table is about N bytes. A lookup reads one
 //! radix pair, one or two slot lines and the record: two dependent reads
@@ -83,6 +84,12 @@ const OFF_RECORDS_LEN: usize = 16;
 const OFF_GENERATION: usize = 24;
 const OFF_KEY_HASH_IN_BODY: usize = 1;
 
+/// Buckets up to this many slots are scanned, larger ones bisected.
+const LINEAR_SCAN: usize = 16;
+
+/// Slots start at a multiple of this (a cache line), so no slot straddles two.
+pub const SLOTS_ALIGN: usize = 64;
+
 /// Most hashes one [`Segment::warm`] call reads ahead for.
 pub const WARM_BATCH: usize = 32;
 
@@ -94,6 +101,11 @@ pub fn radix_bits(count: usize) -> u8 {
         k += 1;
     }
     k
+}
+
+/// Where the slots start: after the radix table, padded to [`SLOTS_ALIGN`].
+pub fn slots_offset(bits: u8) -> usize {
+    (HEADER_LEN + 4 * ((1usize << bits) + 1)).next_multiple_of(SLOTS_ALIGN)
 }
 
 /// The radix bucket of a key hash: its first `bits` bits.
@@ -238,7 +250,7 @@ impl Segment {
             return Err(corrupt(format!("entry count {count} is out of range")));
         }
         let buckets = 1usize << radix_bits;
-        let slots_start = HEADER_LEN + 4 * (buckets + 1);
+        let slots_start = slots_offset(radix_bits);
         let expected = (count as u128) * SLOT_LEN as u128
             + records_len as u128
             + (slots_start + TRAILER_LEN) as u128;
@@ -328,7 +340,7 @@ impl Segment {
     /// its record is damaged, or the radix table is.
     ///
     /// The radix pair brackets a handful of slots (about four); they are
-    /// bisected by prefix, and each slot with the same prefix has its
+    /// scanned (bisected, if there are more than a few) by prefix, and each slot with the same prefix has its
     /// record read and its stored key hash compared. On damaged (unsorted)
     /// bytes it still ends, and at worst misses.
     pub fn find(&self, hash: &KeyHash) -> std::result::Result<Option<&[u8]>, String> {
@@ -336,12 +348,19 @@ impl Segment {
         let want_prefix = prefix_of(want);
         let (mut lo, mut hi) = self.bucket(want)?;
         let end = hi;
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.prefix(mid) < want_prefix {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+        if hi - lo <= LINEAR_SCAN {
+            // Front to back: the reads run forward through one or two lines.
+            while lo < hi && self.prefix(lo) < want_prefix {
+                lo += 1;
+            }
+        } else {
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.prefix(mid) < want_prefix {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
             }
         }
         let mut i = lo;
@@ -361,25 +380,6 @@ impl Segment {
             i += 1;
         }
         damaged.map_or(Ok(None), Err)
-    }
-
-    /// Whether a slot has this prefix: a cheap pre-check that reads no record.
-    fn has_prefix(&self, hash: &KeyHash) -> bool {
-        let want = hash.as_bytes();
-        let want_prefix = prefix_of(want);
-        let Ok((lo, hi)) = self.bucket(want) else {
-            return true; // damaged: let find() report it
-        };
-        (lo..hi).any(|i| self.prefix(i) == want_prefix)
-    }
-
-    /// As [`Segment::find`], but first rules out absent hashes from the
-    /// slots alone.
-    pub fn find_quick(&self, hash: &KeyHash) -> std::result::Result<Option<&[u8]>, String> {
-        if !self.has_prefix(hash) {
-            return Ok(None);
-        }
-        self.find(hash)
     }
 
     /// Reads, and discards, the bytes a [`Segment::find`] of each of
@@ -552,6 +552,8 @@ pub fn write(
     for n in radix {
         w.write_all(&n.to_le_bytes()).map_err(io)?;
     }
+    let padding = slots_offset(bits) - (HEADER_LEN + 4 * ((1usize << bits) + 1));
+    w.write_all(&[0u8; SLOTS_ALIGN][..padding]).map_err(io)?;
     let mut offset = 0u64;
     for (hash, body) in records {
         w.write_all(&hash.as_bytes()[..PREFIX_LEN]).map_err(io)?;
