@@ -609,25 +609,23 @@ impl Index {
     /// # Errors
     /// [`Error::Io`] only.
     pub fn find_missing(&self, keys: &[Key]) -> Result<Vec<usize>> {
-        // Probed in key-hash order, so the reads walk each segment's radix
-        // table, slots and records from front to back instead of at random.
-        let mut order: Vec<(u64, usize)> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (hash_prefix(&k.hash()), i))
-            .collect();
-        order.sort_unstable();
+        // In chunks: the reads for a chunk's keys are issued together first
+        // (see `Segment::warm`), so their cache misses overlap. Keys are
+        // not sorted first: measured at 1M entries, sorting 20,000 keys by
+        // hash cost more than the locality it bought.
         let present = |state: &State, key: &Key| matches!(resolve(state, key), Resolved::Hit(_));
         let mut missing: Vec<usize> = Vec::new();
         {
             let state = self.read_state();
-            for chunk in order.chunks(segment::WARM_BATCH) {
-                warm(&state, chunk.iter().map(|&(_, i)| &keys[i]));
+            for (c, chunk) in keys.chunks(segment::WARM_BATCH).enumerate() {
+                warm(&state, chunk.iter());
+                let first = c * segment::WARM_BATCH;
                 missing.extend(
                     chunk
                         .iter()
-                        .map(|&(_, i)| i)
-                        .filter(|&i| !present(&state, &keys[i])),
+                        .enumerate()
+                        .filter(|(_, k)| !present(&state, k))
+                        .map(|(j, _)| first + j),
                 );
             }
         }
@@ -635,7 +633,6 @@ impl Index {
             let state = self.read_state();
             missing.retain(|&i| !present(&state, &keys[i]));
         }
-        missing.sort_unstable();
         Ok(missing)
     }
 
@@ -1243,7 +1240,7 @@ impl Index {
                     .filter(|(h, _)| !matches!(only.find(h), Ok(None)))
                     .count()
             });
-            entries += (only.len() - overridden) as u64;
+            entries += only.len().saturating_sub(overridden) as u64;
         } else {
             // Newest first; a delta segment may hold removes that shadow the base.
             let mut seen = std::collections::HashSet::new();
@@ -1477,12 +1474,6 @@ fn warm<'k>(state: &State, keys: impl Iterator<Item = &'k Key> + Clone) {
     for seg in &state.segments {
         std::hint::black_box(seg.warm(hashes.iter()));
     }
-}
-
-/// The first eight bytes of a key hash, as an integer in hash order.
-fn hash_prefix(hash: &KeyHash) -> u64 {
-    let b = hash.as_bytes();
-    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 /// The answer for a resolved key, `f` applied to a hit.
