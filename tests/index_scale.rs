@@ -216,6 +216,77 @@ fn a_large_index_finds_every_entry() {
         stats.journal_bytes
     );
     assert_eq!(stats.entries, n);
+
+    // Between full compactions a base and a delta segment are live, and a
+    // key in the base is first missed in the delta. 60,000 more entries go
+    // in through automatic compactions; then hits in the base, hits among
+    // the new entries, absent keys and find_missing again. Afterwards they
+    // are removed and the index compacted back to one segment.
+    let object = store
+        .put_object(Kind::Instance, &[], b"shared part")
+        .unwrap();
+    let extra: Vec<Key> = (n..n + 60_000).map(key).collect();
+    for k in &extra {
+        let part = PartRef {
+            name: "ast".into(),
+            id: object,
+            size: 11,
+        };
+        index.put_entry(&store, k, vec![part]).unwrap();
+    }
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.entries, n + 60_000);
+    let time_hits = |keys: &mut dyn Iterator<Item = &Key>| {
+        let mut lat = Vec::new();
+        for k in keys {
+            let t = Instant::now();
+            let hit = index.lookup_with(k, |e| e.key_hash()).unwrap();
+            lat.push(t.elapsed());
+            assert!(hit.is_hit());
+        }
+        percentiles(&mut lat)
+    };
+    let (base_p50, base_p99) = time_hits(&mut keys.iter().step_by(14));
+    let (new_p50, new_p99) = time_hits(&mut extra.iter().step_by(3));
+    let mut misses = Vec::with_capacity(20_000);
+    for i in 0..20_000u64 {
+        let k = key(n + 2_000_000 + i);
+        let t = Instant::now();
+        let found = index.lookup(&k).unwrap();
+        misses.push(t.elapsed());
+        assert!(!found.is_hit());
+    }
+    let (miss2_p50, miss2_p99) = percentiles(&mut misses);
+    let batch: Vec<Key> = (0..20_000u64)
+        .map(|i| {
+            if i % 2 == 0 {
+                key(i * 13 % n)
+            } else {
+                key(n + 2_000_000 + i)
+            }
+        })
+        .collect();
+    let mut find_missing_2 = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let missing = index.find_missing(&batch).unwrap();
+        find_missing_2 = find_missing_2.min(t.elapsed());
+        assert_eq!(missing.len(), 10_000);
+    }
+    println!(
+        "with {} segments ({:?} bytes) and a {}-byte journal: base hit p50 {base_p50:?} p99 \
+         {base_p99:?}, new hit p50 {new_p50:?} p99 {new_p99:?}, absent p50 {miss2_p50:?} p99 \
+         {miss2_p99:?}, find_missing 20k {find_missing_2:?}",
+        stats.segments.len(),
+        stats.segments.iter().map(|s| s.bytes).collect::<Vec<_>>(),
+        stats.journal_bytes
+    );
+    for k in &extra {
+        assert!(index.remove(k).unwrap());
+    }
+    index.compact().unwrap();
+    let stats = index.stats().unwrap();
+    assert_eq!((stats.entries, stats.segments.len()), (n, 1));
 }
 
 #[test]
