@@ -178,6 +178,35 @@ fn a_segment_from_an_unknown_version_is_refused_with_a_message() {
 }
 
 #[test]
+fn a_version_1_segment_is_refused_then_set_aside_by_compaction() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    put_range(&index, &store, 0..10);
+    index.compact().unwrap();
+    drop(index);
+    let segment = segment_path(&store);
+    rewrite(&segment, |b| b[4] = 1);
+
+    let index = Index::open(&store).unwrap();
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.problems.len(), 1, "{:?}", stats.problems);
+    let message = &stats.problems[0].message;
+    assert!(
+        message.contains("index segment version 1") && message.contains("version 2"),
+        "{message}"
+    );
+    assert!(message.contains(&*segment.to_string_lossy()), "{message}");
+    assert_eq!(assert_never_wrong(&index, &store, 0..10), 0);
+    // Compaction sets the old file aside and the entries are rebuilt.
+    let report = index.compact().unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert!(report.quarantined[0].exists());
+    assert!(index.stats().unwrap().problems.is_empty());
+    put_range(&index, &store, 0..10);
+    assert_eq!(assert_never_wrong(&index, &store, 0..10), 10);
+}
+
+#[test]
 fn no_single_bit_flip_in_a_segment_yields_a_wrong_value() {
     let (_dir, store) = store();
     let index = Index::open(&store).unwrap();

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rask_store::index::{AutoCompact, IndexOptions, MissCause, PutOutcome};
+use rask_store::index::{AutoCompact, IndexOptions, MissCause, PartRef, PutOutcome};
 use rask_store::{Component, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -294,6 +294,25 @@ fn run_model(seed: u64) -> usize {
                     (None, Lookup::Miss(m)) => assert_eq!(m.cause, MissCause::Absent),
                     (want, got) => panic!("seed {seed} step {step} key {k}: {want:?} vs {got:?}"),
                 }
+                // The borrowed lookup answers as the owned one does.
+                let owned = index.lookup(&key("m", k)).unwrap();
+                let borrowed = index
+                    .lookup_with(&key("m", k), |e| {
+                        let parts: Vec<PartRef> = e.parts().map(|p| p.to_part_ref()).collect();
+                        (e.id(), e.key_hash(), e.key_encoding().to_vec(), parts)
+                    })
+                    .unwrap();
+                match (owned, borrowed) {
+                    (Lookup::Hit(o), Lookup::Hit((id, hash, encoding, parts))) => {
+                        assert_eq!(
+                            (o.id(), o.key_hash(), o.key_encoding(), o.parts()),
+                            (id, hash, &encoding[..], &parts[..]),
+                            "seed {seed} step {step} key {k}"
+                        );
+                    }
+                    (Lookup::Miss(a), Lookup::Miss(b)) => assert_eq!(a, b),
+                    (o, b) => panic!("seed {seed} step {step} key {k}: {o:?} vs {b:?}"),
+                }
             }
             90..=94 => {
                 index.compact().unwrap();
@@ -391,4 +410,32 @@ fn one_index_serves_many_threads() {
         }
     });
     assert_eq!(index.stats().unwrap().entries, 800);
+}
+
+#[test]
+fn a_long_lived_handle_sees_what_another_handle_appended_and_compacted() {
+    let (_dir, store) = store();
+    let reader = Index::open(&store).unwrap();
+    let writer = Index::open(&store).unwrap();
+    assert!(!reader.lookup(&key("ns", 0)).unwrap().is_hit());
+    // Each round: an append to the current journal, then a compaction that
+    // replaces the manifest (and may reuse freed inode numbers).
+    for round in 0..6u64 {
+        writer
+            .put(&store, &key("ns", round), Kind::Blob, &[("v", b"x")])
+            .unwrap();
+        assert!(
+            reader.lookup(&key("ns", round)).unwrap().is_hit(),
+            "round {round}: an appended entry was not found"
+        );
+        writer.compact().unwrap();
+        writer
+            .put(&store, &key("ns", 100 + round), Kind::Blob, &[("v", b"y")])
+            .unwrap();
+        assert!(
+            reader.lookup(&key("ns", 100 + round)).unwrap().is_hit(),
+            "round {round}: an entry appended after a compaction was not found"
+        );
+    }
+    assert_eq!(reader.stats().unwrap().entries, 12);
 }

@@ -25,9 +25,8 @@ impl Index {
         let state = self.read_state();
         let mut merged: HashMap<KeyHash, Option<&[u8]>> = HashMap::new();
         for seg in &state.segments {
-            for (hash, rec) in seg.iter() {
-                if let Ok(body) = rec
-                    && let Ok(view) = record::view(body)
+            for (hash, body) in seg.iter().flatten() {
+                if let Ok(view) = record::view(body)
                     && view.key_hash == hash
                 {
                     merged.insert(hash, view.parts.map(|_| body));

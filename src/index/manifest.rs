@@ -127,6 +127,71 @@ pub fn read(layout: &Layout) -> Result<Option<Manifest>> {
     }
 }
 
+/// A manifest as read, with its file held open.
+///
+/// The manifest is only ever replaced by renaming a new file over it, so
+/// it changed exactly when its path names another inode. Holding the file
+/// open keeps its inode from being reused meanwhile, so comparing device
+/// and inode (one `stat`) is exact: [`Held::is_current`].
+#[derive(Debug)]
+pub struct Held {
+    /// What it says.
+    pub manifest: Manifest,
+    _file: std::fs::File,
+    identity: Option<(u64, u64)>,
+}
+
+#[cfg(unix)]
+fn identity(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+impl Held {
+    /// Whether the manifest path still names the file this was read from.
+    /// Where files have no inode identity this is always false (the
+    /// caller re-reads).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the path cannot be examined.
+    pub fn is_current(&self, layout: &Layout) -> Result<bool> {
+        let path = layout.index_manifest();
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) => Ok(self.identity.is_some() && identity(&meta) == self.identity),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("examine the index manifest", &path, e)),
+        }
+    }
+}
+
+/// Reads the manifest and keeps its file open; `Ok(None)` when there is none yet.
+///
+/// # Errors
+/// As [`read`].
+pub fn load(layout: &Layout) -> Result<Option<Held>> {
+    use std::io::Read;
+    let path = layout.index_manifest();
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read the index manifest", &path, e)),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .at("read the index manifest", &path)?;
+    let meta = file.metadata().at("read metadata of", &path)?;
+    Ok(Some(Held {
+        manifest: Manifest::decode(&bytes, &path)?,
+        identity: identity(&meta),
+        _file: file,
+    }))
+}
+
 /// Publishes `manifest` atomically, replacing the current one.
 ///
 /// # Errors

@@ -375,6 +375,78 @@ pub fn walk_parts(table: &[u8], mut f: impl FnMut(&str, ObjectId, u64)) -> Resul
     Ok(count)
 }
 
+/// One part of an entry, borrowed from its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartView<'a> {
+    /// The part's name.
+    pub name: &'a str,
+    /// The object holding the part.
+    pub id: ObjectId,
+    /// The object's payload size in bytes.
+    pub size: u64,
+}
+
+impl PartView<'_> {
+    /// An owned copy.
+    pub fn to_part_ref(&self) -> PartRef {
+        PartRef {
+            name: self.name.to_string(),
+            id: self.id,
+            size: self.size,
+        }
+    }
+}
+
+/// The parts of a part table that [`view`] checked, in name order.
+///
+/// Every read is still bounds-checked: on a table that was not checked
+/// the iteration ends early rather than panic.
+#[derive(Clone, Debug)]
+pub struct PartIter<'a> {
+    table: &'a [u8],
+    pos: usize,
+    left: usize,
+}
+
+/// Iterates over a checked part table without copying it.
+pub fn parts_iter(table: &[u8]) -> PartIter<'_> {
+    let left = table
+        .get(..2)
+        .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+    PartIter {
+        table,
+        pos: 2,
+        left,
+    }
+}
+
+impl<'a> Iterator for PartIter<'a> {
+    type Item = PartView<'a>;
+
+    fn next(&mut self) -> Option<PartView<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let table = self.table;
+        let name_len = usize::from(*table.get(self.pos)?);
+        let name_at = self.pos + 1;
+        let fixed_at = name_at + name_len;
+        let name = std::str::from_utf8(table.get(name_at..fixed_at)?).ok()?;
+        let fixed = table.get(fixed_at..fixed_at + ID_LEN + 8)?;
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(&fixed[..ID_LEN]);
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&fixed[ID_LEN..]);
+        self.pos = fixed_at + ID_LEN + 8;
+        Some(PartView {
+            name,
+            id: ObjectId::from_bytes(id),
+            size: u64::from_le_bytes(size),
+        })
+    }
+}
+
 /// Decodes a checked part table.
 pub fn decode_parts(table: &[u8]) -> Result<Vec<PartRef>, String> {
     let mut parts = Vec::new();
@@ -391,6 +463,12 @@ pub fn decode_parts(table: &[u8]) -> Result<Vec<PartRef>, String> {
 /// The entry id of a put record (see the module docs).
 pub fn entry_id(entry_payload: &[u8], parts: &[PartRef]) -> ObjectId {
     let links: Vec<ObjectId> = parts.iter().map(|p| p.id).collect();
+    object::compute_id(Kind::Entry, &links, entry_payload)
+}
+
+/// The entry id of a put record from its checked part table.
+pub fn entry_id_of_table(entry_payload: &[u8], table: &[u8]) -> ObjectId {
+    let links: Vec<ObjectId> = parts_iter(table).map(|p| p.id).collect();
     object::compute_id(Kind::Entry, &links, entry_payload)
 }
 

@@ -1,39 +1,52 @@
 //! Index segments: immutable files of records sorted by key hash, searched
-//! through a fan-out table and a fixed-width hash table, normally mapped
+//! through a radix table over the key hash's first bits, normally mapped
 //! into memory.
 //!
-//! # File format (segment format version 1)
+//! # File format (segment format version 2)
 //!
 //! ```text
-//! offset        size   field
-//! 0             4      magic "RSKX"
-//! 4             1      segment format version (1)
-//! 5             3      reserved, zero
-//! 8             8      entry count N, u64 LE (at most u32::MAX)
-//! 16            8      records area length R, u64 LE
-//! 24            8      generation, u64 LE
-//! 32            1024   fan-out: 256 × u32 LE; fanout[b] = number of entries whose
-//!                      key hash's first byte is ≤ b (so fanout[255] = N)
-//! 1056          8·N    prefixes: the first 8 bytes of each key hash, in table order
-//! 1056+8N       40·N   table, sorted by key hash, hashes unique:
-//!                      32-byte key hash, u64 LE offset of its record in the records area
-//! 1056+48N      R      records area: frames (see super::record) back to back
-//! 1056+48N+R    32     BLAKE3 of every byte before it
+//! offset        size      field
+//! 0             4         magic "RSKX"
+//! 4             1         segment format version (2)
+//! 5             1         radix bits k, 8..=24
+//! 6             2         reserved, zero
+//! 8             8         entry count N, u64 LE (at most u32::MAX)
+//! 16            8         records area length R, u64 LE
+//! 24            8         generation, u64 LE
+//! 32            4·(B+1)   radix table, B = 2^k: u32 LE; radix[b] = number of entries
+//!                         whose key hash's first k bits are < b (radix[0] = 0,
+//!                         radix[B] = N); it is the fan-out over the first byte
+//!                         refined to k bits
+//! 36+4B         28        padding, zero (so S is a multiple of 64)
+//! S = 64+4B     16·N      slots, sorted by key hash, hashes unique: the first 8
+//!                         bytes of the key hash, u64 LE offset of its record in
+//!                         the records area
+//! S+16N         R         records area: frames (see super::record) back to back
+//! S+16N+R       32        BLAKE3 of every byte before it
 //! ```
 //!
-//! The file length must equal `1056 + 48·N + R + 32`. The prefix array is
-//! what lookups search: eight prefixes share a cache line, so finding a
-//! slot touches a line or two of it, then one table slot and one record.
+//! The file length must equal `64 + 4·2^k + 16·N + R + 32`. Writers pick the
+//! smallest k ≥ 8 with 2^k ≥ N/4, so a radix bucket holds about four slots
+//! (one cache line) and the radix table is about N bytes. A lookup reads one
+//! radix pair, one or two slot lines and the record: two dependent reads
+//! of the big areas. The full key hash is not in the slot; it is compared
+//! in the record, whose checksum was verified first.
+//!
+//! Version 1 (a 256-entry fan-out, a prefix array and a 40-byte table of
+//! full hashes and offsets) is refused as an unsupported format; compaction
+//! sets such a segment aside and its entries are rebuilt as misses.
 //!
 //! # Invariants
 //! - A published segment is never written or truncated; it is replaced by
 //!   publishing another one and unlinked only after the manifest stops naming
 //!   it. Mapping it is sound only because of that (see [`map_file`]).
-//! - Opening checks the header, the length and the fan-out (O(256)); it does
-//!   not hash the file. Every lookup bounds-checks what it reads and
-//!   verifies the record's checksum, so bad bytes are a miss, never a panic
-//!   and never a wrong value. [`Segment::check`] does the full check: the
-//!   whole-file checksum, the table order and every record.
+//! - Opening checks the header, the length and the radix table's two ends
+//!   (O(1)); it neither hashes the file nor walks the table. Every lookup
+//!   bounds-checks what it reads (a radix pair out of order is damage), and
+//!   verifies the record's checksum and stored key hash, so bad bytes are a
+//!   miss, never a panic and never a wrong value. [`Segment::check`] does
+//!   the full check: the whole-file checksum, the radix table, the slot
+//!   order and every record.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -49,25 +62,63 @@ use crate::key::{KEY_HASH_LEN, KeyHash};
 /// First four bytes of a segment.
 pub const MAGIC: [u8; 4] = *b"RSKX";
 /// The segment format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 32;
-/// Length of the fan-out table.
-pub const FANOUT_LEN: usize = 256 * 4;
-/// Offset of the hash table.
-pub const TABLE_OFFSET: usize = HEADER_LEN + FANOUT_LEN;
-/// Width of one hash-table slot.
-pub const SLOT_LEN: usize = KEY_HASH_LEN + 8;
-/// Width of one prefix.
+/// Fewest radix bits (the radix table is at least a fan-out over the first byte).
+pub const MIN_RADIX_BITS: u8 = 8;
+/// Most radix bits.
+pub const MAX_RADIX_BITS: u8 = 24;
+/// Width of one slot: key-hash prefix and record offset.
+pub const SLOT_LEN: usize = PREFIX_LEN + 8;
+/// Width of the key-hash prefix in a slot.
 pub const PREFIX_LEN: usize = 8;
 /// Length of the trailing whole-file checksum.
 pub const TRAILER_LEN: usize = 32;
 
 const OFF_VERSION: usize = 4;
-const OFF_RESERVED: usize = 5;
+const OFF_RADIX_BITS: usize = 5;
+const OFF_RESERVED: usize = 6;
 const OFF_COUNT: usize = 8;
 const OFF_RECORDS_LEN: usize = 16;
 const OFF_GENERATION: usize = 24;
+const OFF_KEY_HASH_IN_BODY: usize = 1;
+
+/// Buckets up to this many slots are scanned, larger ones bisected.
+const LINEAR_SCAN: usize = 16;
+
+/// Slots start at a multiple of this (a cache line), so no slot straddles two.
+pub const SLOTS_ALIGN: usize = 64;
+
+/// Most hashes one [`Segment::warm`] call reads ahead for.
+pub const WARM_BATCH: usize = 32;
+
+/// The radix bits a writer uses for `count` entries: the smallest k ≥ 8
+/// with 2^k ≥ count/4, at most 24.
+pub fn radix_bits(count: usize) -> u8 {
+    let mut k = MIN_RADIX_BITS;
+    while k < MAX_RADIX_BITS && (1usize << k) * 4 < count {
+        k += 1;
+    }
+    k
+}
+
+/// Where the slots start: after the radix table, padded to [`SLOTS_ALIGN`].
+pub fn slots_offset(bits: u8) -> usize {
+    (HEADER_LEN + 4 * ((1usize << bits) + 1)).next_multiple_of(SLOTS_ALIGN)
+}
+
+/// The radix bucket of a key hash: its first `bits` bits.
+fn bucket_of(hash: &[u8; KEY_HASH_LEN], bits: u8) -> usize {
+    let top = u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]]);
+    (top >> (32 - u32::from(bits))) as usize
+}
+
+fn prefix_of(hash: &[u8; KEY_HASH_LEN]) -> u64 {
+    u64::from_be_bytes([
+        hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7],
+    ])
+}
 
 /// How a segment's bytes are held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,7 +169,8 @@ pub struct Segment {
     generation: u64,
     bytes: Bytes,
     count: usize,
-    table_start: usize,
+    radix_bits: u8,
+    slots_start: usize,
     records_start: usize,
     records_len: usize,
 }
@@ -177,7 +229,13 @@ impl Segment {
                 supported: format!("index segment version {FORMAT_VERSION}"),
             });
         }
-        if bytes[OFF_RESERVED..OFF_COUNT] != [0, 0, 0] {
+        let radix_bits = bytes[OFF_RADIX_BITS];
+        if !(MIN_RADIX_BITS..=MAX_RADIX_BITS).contains(&radix_bits) {
+            return Err(corrupt(format!(
+                "radix bits {radix_bits} are outside {MIN_RADIX_BITS}..={MAX_RADIX_BITS}"
+            )));
+        }
+        if bytes[OFF_RESERVED..OFF_COUNT] != [0, 0] {
             return Err(corrupt("reserved header bytes are not zero".into()));
         }
         let count = le_u64(&bytes, OFF_COUNT).unwrap_or(u64::MAX);
@@ -191,35 +249,33 @@ impl Segment {
         if count > u64::from(u32::MAX) {
             return Err(corrupt(format!("entry count {count} is out of range")));
         }
-        let expected = (count as u128) * (PREFIX_LEN + SLOT_LEN) as u128
+        let buckets = 1usize << radix_bits;
+        let slots_start = slots_offset(radix_bits);
+        let expected = (count as u128) * SLOT_LEN as u128
             + records_len as u128
-            + (TABLE_OFFSET + TRAILER_LEN) as u128;
+            + (slots_start + TRAILER_LEN) as u128;
         if expected != bytes.len() as u128 {
             return Err(corrupt(format!(
-                "file is {} bytes, but its header describes {count} entries and {records_len} \
-                 bytes of records ({expected} bytes in all): truncated or extended",
+                "file is {} bytes, but its header describes {count} entries, {radix_bits} radix \
+                 bits and {records_len} bytes of records ({expected} bytes in all): truncated or \
+                 extended",
                 bytes.len()
             )));
         }
         let count = count as usize;
-        let mut previous = 0u32;
-        for b in 0..256 {
-            let n = le_u32(&bytes, HEADER_LEN + 4 * b).unwrap_or(u32::MAX);
-            if n < previous || n as usize > count {
-                return Err(corrupt(format!("fan-out entry {b} ({n}) is out of order")));
-            }
-            previous = n;
-        }
-        if previous as usize != count {
+        let first = le_u32(&bytes, HEADER_LEN).unwrap_or(u32::MAX);
+        let last = le_u32(&bytes, HEADER_LEN + 4 * buckets).unwrap_or(u32::MAX);
+        if first != 0 || last as usize != count {
             return Err(corrupt(format!(
-                "fan-out ends at {previous}, but the header says {count} entries"
+                "radix table runs from {first} to {last}, but the header says 0 to {count} entries"
             )));
         }
         Ok(Segment {
             path: path.to_path_buf(),
             generation,
-            table_start: TABLE_OFFSET + count * PREFIX_LEN,
-            records_start: TABLE_OFFSET + count * (PREFIX_LEN + SLOT_LEN),
+            radix_bits,
+            slots_start,
+            records_start: slots_start + count * SLOT_LEN,
             records_len: records_len as usize,
             count,
             bytes,
@@ -251,107 +307,127 @@ impl Segment {
         self.bytes.len() as u64
     }
 
-    fn fanout(&self, b: usize) -> usize {
+    /// Radix table entry `b`; past the end (only on damage) reads as 0.
+    fn radix(&self, b: usize) -> usize {
         le_u32(&self.bytes, HEADER_LEN + 4 * b).map_or(0, |n| n as usize)
     }
 
-    fn slot_hash(&self, i: usize) -> Option<&[u8]> {
-        let at = self.table_start + i * SLOT_LEN;
-        self.bytes.get(at..at + KEY_HASH_LEN)
-    }
-
-    /// Prefix `i` as a big-endian integer; past the end reads as the maximum.
+    /// Prefix of slot `i` as a big-endian integer; past the end reads as the maximum.
     fn prefix(&self, i: usize) -> u64 {
-        let at = TABLE_OFFSET + i * PREFIX_LEN;
+        let at = self.slots_start + i * SLOT_LEN;
         match self.bytes.get(at..at + PREFIX_LEN) {
             Some(b) => u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
             None => u64::MAX,
         }
     }
 
+    /// The slots whose hashes start with `hash`'s radix bits, as `lo..hi`.
+    fn bucket(&self, hash: &[u8; KEY_HASH_LEN]) -> std::result::Result<(usize, usize), String> {
+        let b = bucket_of(hash, self.radix_bits);
+        let (lo, hi) = (self.radix(b), self.radix(b + 1));
+        if lo > hi || hi > self.count {
+            return Err(format!(
+                "radix table entries {b} and {} ({lo}, {hi}) are out of order",
+                b + 1
+            ));
+        }
+        Ok((lo, hi))
+    }
+
     /// Finds the record filed under `hash`.
     ///
     /// `Ok(None)`: no slot has this hash. `Err(reason)`: a slot has it but
-    /// its record is damaged.
+    /// its record is damaged, or the radix table is.
     ///
-    /// Key hashes are uniform, so the slot's position inside its fan-out
-    /// bucket is predicted from the hash's next bytes; the search gallops
-    /// out from the guess to bracket the slot, then bisects the bracket.
-    /// That touches a few neighbouring cache lines instead of a dozen
-    /// scattered ones. On damaged (unsorted) bytes it still ends, and at
-    /// worst misses.
+    /// The radix pair brackets a handful of slots (about four); they are
+    /// scanned (bisected, if there are more than a few) by prefix, and each slot with the same prefix has its
+    /// record read and its stored key hash compared. On damaged (unsorted)
+    /// bytes it still ends, and at worst misses.
     pub fn find(&self, hash: &KeyHash) -> std::result::Result<Option<&[u8]>, String> {
-        let want = &hash.as_bytes()[..];
-        let want_prefix = u64::from_be_bytes([
-            want[0], want[1], want[2], want[3], want[4], want[5], want[6], want[7],
-        ]);
-        let first = usize::from(want[0]);
-        let bucket_lo = if first == 0 {
-            0
-        } else {
-            self.fanout(first - 1)
-        };
-        let bucket_hi = self.fanout(first).min(self.count);
-        if bucket_lo >= bucket_hi {
-            return Ok(None);
-        }
-        // Lower bound: the first slot whose prefix is >= want_prefix.
-        let (mut lo, mut hi) = (bucket_lo, bucket_hi);
-        let fraction = want_prefix & 0x00ff_ffff_ffff_ffff; // uniform in [0, 2^56)
-        let guess = lo + ((u128::from(fraction) * (hi - lo) as u128) >> 56) as usize;
-        let guess = guess.min(hi - 1);
-        if self.prefix(guess) < want_prefix {
-            // Gallop right from the guess.
-            let mut step = 1;
-            let mut below = guess;
-            while below + step < hi {
-                let probe = below + step;
-                if self.prefix(probe) < want_prefix {
-                    below = probe;
-                    step *= 2;
-                } else {
-                    hi = probe;
-                    break;
-                }
+        let want = hash.as_bytes();
+        let want_prefix = prefix_of(want);
+        let (mut lo, mut hi) = self.bucket(want)?;
+        let end = hi;
+        if hi - lo <= LINEAR_SCAN {
+            // Front to back: the reads run forward through one or two lines.
+            while lo < hi && self.prefix(lo) < want_prefix {
+                lo += 1;
             }
-            lo = below + 1;
         } else {
-            // Gallop left from the guess.
-            let mut step = 1;
-            let mut at_or_above = guess;
-            while at_or_above >= lo + step {
-                let probe = at_or_above - step;
-                if self.prefix(probe) >= want_prefix {
-                    at_or_above = probe;
-                    step *= 2;
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.prefix(mid) < want_prefix {
+                    lo = mid + 1;
                 } else {
-                    lo = probe + 1;
-                    break;
+                    hi = mid;
                 }
-            }
-            hi = at_or_above;
-        }
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.prefix(mid) < want_prefix {
-                lo = mid + 1;
-            } else {
-                hi = mid;
             }
         }
         let mut i = lo;
-        while i < bucket_hi && self.prefix(i) == want_prefix {
-            if self.slot_hash(i) == Some(want) {
-                return self.record_at(i).map(Some);
+        let mut damaged = None;
+        while i < end && self.prefix(i) == want_prefix {
+            match self.record_at(i) {
+                Ok(body)
+                    if body.get(OFF_KEY_HASH_IN_BODY..OFF_KEY_HASH_IN_BODY + KEY_HASH_LEN)
+                        == Some(&want[..]) =>
+                {
+                    return Ok(Some(body));
+                }
+                Ok(_) => {}
+                // A damaged record under this prefix may be the one asked for.
+                Err(reason) => damaged = Some(reason),
             }
             i += 1;
         }
-        Ok(None)
+        damaged.map_or(Ok(None), Err)
+    }
+
+    /// Reads, and discards, the bytes a [`Segment::find`] of each of
+    /// `hashes` will read: the radix pair, the bucket's slots and the
+    /// start of the candidate record. The reads of different hashes do not
+    /// depend on one another, so the processor overlaps their cache misses;
+    /// the finds that follow hit the cache. Batch lookups call it on a few
+    /// dozen hashes at a time. Returns a value only so the reads are kept.
+    pub fn warm<'h>(&self, hashes: impl Iterator<Item = &'h KeyHash> + Clone) -> u64 {
+        let mut seen = 0u64;
+        // Radix pairs, then the first slot of each bucket: each loop's
+        // loads are independent of each other.
+        let mut starts = [0usize; WARM_BATCH];
+        for (slot, hash) in starts.iter_mut().zip(hashes.clone()) {
+            *slot = self.radix(bucket_of(hash.as_bytes(), self.radix_bits));
+        }
+        for &lo in &starts {
+            seen ^= self.prefix(lo);
+        }
+        // Then the start of each hash's candidate record.
+        for hash in hashes.take(WARM_BATCH) {
+            let want = hash.as_bytes();
+            let Ok((lo, hi)) = self.bucket(want) else {
+                continue;
+            };
+            let want_prefix = prefix_of(want);
+            if let Some(i) = (lo..hi).find(|&i| self.prefix(i) >= want_prefix)
+                && self.prefix(i) == want_prefix
+                && let Some(offset) =
+                    le_u64(&self.bytes, self.slots_start + i * SLOT_LEN + PREFIX_LEN)
+            {
+                let at = self.records_start.saturating_add(offset as usize);
+                for line in [0, 64, 128] {
+                    seen ^= u64::from(
+                        self.bytes
+                            .get(at.saturating_add(line))
+                            .copied()
+                            .unwrap_or(0),
+                    );
+                }
+            }
+        }
+        seen
     }
 
     fn record_at(&self, i: usize) -> std::result::Result<&[u8], String> {
-        let offset = le_u64(&self.bytes, self.table_start + i * SLOT_LEN + KEY_HASH_LEN)
-            .ok_or("table slot out of bounds")?;
+        let offset = le_u64(&self.bytes, self.slots_start + i * SLOT_LEN + PREFIX_LEN)
+            .ok_or("slot out of bounds")?;
         let offset = usize::try_from(offset)
             .ok()
             .filter(|&o| o < self.records_len)
@@ -367,17 +443,27 @@ impl Segment {
         }
     }
 
-    /// Every entry in table order: its hash and its record (or what is wrong with it).
-    pub fn iter(&self) -> impl Iterator<Item = (KeyHash, std::result::Result<&[u8], String>)> + '_ {
-        (0..self.count).filter_map(move |i| {
-            let mut hash = [0u8; KEY_HASH_LEN];
-            hash.copy_from_slice(self.slot_hash(i)?);
-            Some((KeyHash::from_bytes(hash), self.record_at(i)))
-        })
+    /// The verified record of slot `i` and the key hash it is filed under.
+    fn entry_at(&self, i: usize) -> std::result::Result<(KeyHash, &[u8]), String> {
+        let body = self.record_at(i)?;
+        let stored = body
+            .get(OFF_KEY_HASH_IN_BODY..OFF_KEY_HASH_IN_BODY + KEY_HASH_LEN)
+            .ok_or("record ends inside the key hash")?;
+        let mut hash = [0u8; KEY_HASH_LEN];
+        hash.copy_from_slice(stored);
+        if prefix_of(&hash) != self.prefix(i) {
+            return Err(format!("record of slot {i} is filed under another prefix"));
+        }
+        Ok((KeyHash::from_bytes(hash), body))
     }
 
-    /// The full check: whole-file checksum, table order, every record.
-    /// Returns every problem found, as text.
+    /// Every entry in slot order: its key hash and record, or what is wrong with it.
+    pub fn iter(&self) -> impl Iterator<Item = std::result::Result<(KeyHash, &[u8]), String>> + '_ {
+        (0..self.count).map(move |i| self.entry_at(i))
+    }
+
+    /// The full check: whole-file checksum, radix table, slot order, every
+    /// record. Returns every problem found, as text.
     pub fn check(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let body_len = self.bytes.len() - TRAILER_LEN;
@@ -385,25 +471,28 @@ impl Segment {
         if actual.as_bytes()[..] != self.bytes[body_len..] {
             problems.push("whole-file checksum mismatch".to_string());
         }
+        let buckets = 1usize << self.radix_bits;
+        if let Some(b) = (0..buckets).find(|&b| self.radix(b) > self.radix(b + 1)) {
+            problems.push(format!("radix table entry {b} is out of order"));
+        }
         let mut previous: Option<KeyHash> = None;
-        for (i, (hash, rec)) in self.iter().enumerate() {
-            if previous.is_some_and(|p| p >= hash) {
-                problems.push(format!("table slot {i} is out of order"));
-            }
-            if usize::from(hash.as_bytes()[0]) > 0
-                && i < self.fanout(usize::from(hash.as_bytes()[0]) - 1)
-            {
-                problems.push(format!("table slot {i} disagrees with the fan-out"));
-            }
-            previous = Some(hash);
-            let mut p = [0u8; PREFIX_LEN];
-            p.copy_from_slice(&hash.as_bytes()[..PREFIX_LEN]);
-            if self.prefix(i) != u64::from_be_bytes(p) {
-                problems.push(format!("prefix {i} disagrees with its table slot"));
-            }
-            match rec.and_then(|body| record::view(body).map(|v| v.key_hash)) {
-                Ok(h) if h == hash => {}
-                Ok(_) => problems.push(format!("record of slot {i} is filed under another hash")),
+        for (i, entry) in self.iter().enumerate() {
+            match entry {
+                Ok((hash, body)) => {
+                    if previous.is_some_and(|p| p >= hash) {
+                        problems.push(format!("slot {i} is out of order"));
+                    }
+                    let b = bucket_of(hash.as_bytes(), self.radix_bits);
+                    if i < self.radix(b) || i >= self.radix(b + 1) {
+                        problems.push(format!("slot {i} disagrees with the radix table"));
+                    }
+                    previous = Some(hash);
+                    match record::view(body) {
+                        Ok(v) if v.key_hash == hash => {}
+                        Ok(_) => problems.push(format!("record of slot {i} is inconsistent")),
+                        Err(reason) => problems.push(format!("record of slot {i}: {reason}")),
+                    }
+                }
                 Err(reason) => problems.push(format!("record of slot {i}: {reason}")),
             }
         }
@@ -436,18 +525,21 @@ pub fn write(
     }
     let frame_len = |body: &[u8]| (record::FRAME_HEADER_LEN + body.len()) as u64;
     let records_len: u64 = records.iter().map(|(_, b)| frame_len(b)).sum();
+    let bits = radix_bits(records.len());
     let mut header = [0u8; HEADER_LEN];
     header[..4].copy_from_slice(&MAGIC);
     header[OFF_VERSION] = FORMAT_VERSION;
+    header[OFF_RADIX_BITS] = bits;
     header[OFF_COUNT..OFF_RECORDS_LEN].copy_from_slice(&(records.len() as u64).to_le_bytes());
     header[OFF_RECORDS_LEN..OFF_GENERATION].copy_from_slice(&records_len.to_le_bytes());
     header[OFF_GENERATION..].copy_from_slice(&generation.to_le_bytes());
-    let mut fanout = [0u32; 256];
+    // radix[b + 1] counts the entries in buckets ≤ b, so radix[b] those below b.
+    let mut radix = vec![0u32; (1usize << bits) + 1];
     for (hash, _) in records {
-        fanout[usize::from(hash.as_bytes()[0])] += 1;
+        radix[bucket_of(hash.as_bytes(), bits) + 1] += 1;
     }
     let mut running = 0u32;
-    for slot in fanout.iter_mut() {
+    for slot in radix.iter_mut() {
         running += *slot;
         *slot = running;
     }
@@ -457,15 +549,14 @@ pub fn write(
     };
     let io = |e| Error::io("write the index segment", path, e);
     w.write_all(&header).map_err(io)?;
-    for n in fanout {
+    for n in radix {
         w.write_all(&n.to_le_bytes()).map_err(io)?;
     }
-    for (hash, _) in records {
-        w.write_all(&hash.as_bytes()[..PREFIX_LEN]).map_err(io)?;
-    }
+    let padding = slots_offset(bits) - (HEADER_LEN + 4 * ((1usize << bits) + 1));
+    w.write_all(&[0u8; SLOTS_ALIGN][..padding]).map_err(io)?;
     let mut offset = 0u64;
     for (hash, body) in records {
-        w.write_all(hash.as_bytes()).map_err(io)?;
+        w.write_all(&hash.as_bytes()[..PREFIX_LEN]).map_err(io)?;
         w.write_all(&offset.to_le_bytes()).map_err(io)?;
         offset += frame_len(body);
     }
@@ -505,18 +596,19 @@ mod tests {
     use crate::id::ObjectId;
     use crate::index::record::{PartRef, encode_put};
 
-    fn build(n: u8) -> (tempfile::TempDir, PathBuf, Vec<KeyHash>) {
+    fn build(n: u16) -> (tempfile::TempDir, PathBuf, Vec<KeyHash>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
         let mut frames = Vec::new();
         for i in 0..n {
-            let hash = KeyHash::of_encoding(&[i]);
+            let key = i.to_le_bytes();
+            let hash = KeyHash::of_encoding(&key);
             let part = PartRef {
                 name: "p".into(),
-                id: ObjectId::from_bytes([i; 32]),
+                id: ObjectId::from_bytes([i as u8; 32]),
                 size: u64::from(i),
             };
-            frames.push((hash, encode_put(&hash, &[i], &[part])));
+            frames.push((hash, encode_put(&hash, &key, &[part])));
         }
         frames.sort();
         let refs: Vec<(KeyHash, &[u8])> = frames.iter().map(|(h, f)| (*h, &f[..])).collect();
@@ -540,6 +632,52 @@ mod tests {
             assert_eq!(seg.find(&KeyHash::from_bytes([0; 32])), Ok(None));
         }
         assert!(Segment::open(&path, 4, Access::Map).is_err());
+    }
+
+    #[test]
+    fn larger_segments_use_more_radix_bits_and_find_every_entry() {
+        assert_eq!(radix_bits(0), 8);
+        assert_eq!(radix_bits(1024), 8);
+        assert_eq!(radix_bits(1025), 9);
+        assert_eq!(radix_bits(1_000_000), 18);
+        assert_eq!(radix_bits(usize::MAX), MAX_RADIX_BITS);
+        let (_dir, path, hashes) = build(5000);
+        let seg = Segment::open(&path, 3, Access::Map).unwrap();
+        assert_eq!(seg.radix_bits, 11);
+        assert!(seg.check().is_empty(), "{:?}", seg.check());
+        for hash in &hashes {
+            let body = seg.find(hash).unwrap().unwrap();
+            assert_eq!(record::view(body).unwrap().key_hash, *hash);
+        }
+        let absent = KeyHash::of_encoding(b"not in the segment");
+        assert_eq!(seg.find(&absent), Ok(None));
+        assert_eq!(seg.iter().filter(Result::is_ok).count(), 5000);
+    }
+
+    #[test]
+    fn a_radix_entry_out_of_order_is_damage_not_a_panic() {
+        let (_dir, path, hashes) = build(300);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Bucket 7's start pushed past the entry count.
+        bytes[HEADER_LEN + 4 * 7..HEADER_LEN + 4 * 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let seg = Segment::from_bytes(&path, 3, Bytes::Owned(bytes)).unwrap();
+        assert!(
+            seg.check().iter().any(|p| p.contains("radix")),
+            "{:?}",
+            seg.check()
+        );
+        let mut damaged = 0;
+        for hash in &hashes {
+            match seg.find(hash) {
+                Ok(Some(body)) => assert_eq!(record::view(body).unwrap().key_hash, *hash),
+                Ok(None) => panic!("an entry outside the damaged buckets went missing"),
+                Err(reason) => {
+                    assert!(reason.contains("radix"), "{reason}");
+                    damaged += 1;
+                }
+            }
+        }
+        assert!(damaged > 0);
     }
 
     #[test]
