@@ -1,35 +1,187 @@
-//! rask-store through its object API, with the key → id map in memory.
-//!
-//! When the keyed index lands, a second spec here ("rask-store (keyed
-//! index)") implements [`Peer`] directly on it; the harness needs nothing else.
+//! rask-store, twice: through its keyed index the way a compiler uses it
+//! ([`KEYED`], the row every ratio is against), and through its object API
+//! with the key → id map in memory like the raw filesystem ([`OBJECTS`]).
+//! Both verify with the store's own `verify::verify` and reclaim with
+//! `gc::collect`.
 
-use std::fs;
 use std::path::Path;
-use std::thread;
+use std::time::Duration;
 
-use rask_store::layout::Layout;
-use rask_store::{Durability, Kind, ObjectId, Store, StoreOptions};
+use rask_store::gc::{self, GcPolicy};
+use rask_store::verify::{self, VerifyOptions};
+use rask_store::{
+    Component, Durability, Expect, Index, Key, Kind, Lookup, Namespace, ObjectId, PackageName,
+    Store, StoreOptions, Wait,
+};
 
 use super::{PeerSpec, store_dir};
 use crate::peer::{Check, KeyMapped, ObjectBackend, Peer, Res};
+use crate::workload::key_fields;
+
+/// The namespace (compiler identity) every W1 key lives in.
+pub const NAMESPACE: &str = "rask-bench-w1";
+/// The one part of every W1 entry.
+pub const PART: &str = "ast";
+
+pub const KEYED: PeerSpec = PeerSpec {
+    id: "rask",
+    label: "rask-store (keyed index)",
+    durability: "none (Durability::None)",
+    verify: "verify::verify (every object re-hashed on every core, links, index files, \
+             every entry's closure, refs)",
+    reclaim: "Index::remove of every doomed key, then gc::collect (grace 0, as `gc --grace 0 \
+              --force`: no build runs beside the benchmark)",
+    create: create_keyed,
+    open: open_keyed,
+};
 
 pub const OBJECTS: PeerSpec = PeerSpec {
-    id: "rask",
+    id: "rask-objects",
     label: "rask-store (objects, key map in memory)",
     durability: "none (Durability::None)",
-    verify: "walk objects/, get_object (re-hash) on every file, one thread per core \
-             (stand-in until a `verify` command exists)",
-    reclaim: "unlink the object files (what gc will do; gc does not exist yet)",
+    verify: "verify::verify (every object re-hashed on every core, links)",
+    reclaim: "a Root object linking the kept half, published as a ref, then gc::collect \
+              (grace 0, as `gc --grace 0 --force`)",
     create,
     open,
 };
 
-struct RaskObjects {
-    store: Store,
-}
-
 fn options() -> StoreOptions {
     StoreOptions::with_durability(Durability::None)
+}
+
+/// Runs the store's verify (on every core) and fails unless the store is clean.
+pub fn verify_clean(store: &Store) -> Res<verify::VerifyReport> {
+    let report = verify::verify(store, VerifyOptions::default(), &|_| {})?;
+    if let Some(problem) = report.damage_left().next() {
+        return Err(format!(
+            "verify found {} problems, the first: {} {}: {}",
+            report.problems.len(),
+            problem.kind.name(),
+            problem.path.display(),
+            problem.detail
+        )
+        .into());
+    }
+    Ok(report)
+}
+
+/// gc as a benchmark with no concurrent build runs it: grace period 0 (the
+/// CLI's `--grace 0 --force`), waiting for no one.
+pub fn collect_now(store: &Store, index: &Index) -> Res<gc::StoreGcReport> {
+    let mut policy = GcPolicy::default();
+    policy.objects.grace = Duration::ZERO;
+    policy.wait = Wait::NoWait;
+    Ok(gc::collect(store, index, policy, &|_| {})?)
+}
+
+/// The composite key a compiler would build for a W1 key:
+/// `(package, function, [type args], body hash, [type-def hashes])`.
+pub fn w1_key(namespace: &Namespace, bytes: &[u8]) -> Res<Key> {
+    let f = key_fields(bytes).ok_or("not a W1 key")?;
+    let components = vec![
+        Component::str(f.package),
+        Component::str(f.function),
+        Component::List(f.type_args.into_iter().map(Component::str).collect()),
+        Component::Hash(f.body_hash),
+        Component::List(f.type_defs.into_iter().map(Component::Hash).collect()),
+    ];
+    Ok(Key::new(namespace.clone(), components)?)
+}
+
+struct RaskKeyed {
+    store: Store,
+    index: Index,
+    namespace: Namespace,
+}
+
+fn create_keyed(dir: &Path) -> Res<Box<dyn Peer>> {
+    let store = Store::create(store_dir(dir), options())?;
+    keyed(store)
+}
+
+fn open_keyed(dir: &Path) -> Res<Box<dyn Peer>> {
+    let store = Store::open(store_dir(dir), options())?;
+    keyed(store)
+}
+
+fn keyed(store: Store) -> Res<Box<dyn Peer>> {
+    let index = Index::open(&store)?;
+    Ok(Box::new(RaskKeyed {
+        store,
+        index,
+        namespace: Namespace::new(NAMESPACE)?,
+    }))
+}
+
+impl RaskKeyed {
+    fn keys(&self, keys: &[&[u8]]) -> Res<Vec<Key>> {
+        keys.iter().map(|k| w1_key(&self.namespace, k)).collect()
+    }
+}
+
+impl Peer for RaskKeyed {
+    fn put_batch(&mut self, batch: &[(&[u8], &[u8])]) -> Res<()> {
+        for (key, value) in batch {
+            let key = w1_key(&self.namespace, key)?;
+            self.index
+                .put(&self.store, &key, Kind::Instance, &[(PART, value)])?;
+        }
+        Ok(())
+    }
+
+    fn get_batch(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
+        for (i, key) in keys.iter().enumerate() {
+            let key = w1_key(&self.namespace, key)?;
+            match self.index.get(&self.store, &key, PART)? {
+                Lookup::Hit(bytes) => check(i, &bytes)?,
+                Lookup::Miss(miss) => {
+                    return Err(format!("{} miss: {}", miss.cause.name(), miss.detail).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn exists_batch(&mut self, keys: &[&[u8]], found: &mut Vec<bool>) -> Res<()> {
+        let keys = self.keys(keys)?;
+        let missing = self.index.find_missing(&keys)?;
+        let start = found.len();
+        found.resize(start + keys.len(), true);
+        for i in missing {
+            found[start + i] = false;
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self) -> Res<bool> {
+        verify_clean(&self.store)?;
+        Ok(true)
+    }
+
+    fn delete_batch(&mut self, keys: &[&[u8]]) -> Res<()> {
+        for key in self.keys(keys)? {
+            if !self.index.remove(&key)? {
+                return Err(format!("deleting {key}, which has no entry").into());
+            }
+        }
+        Ok(())
+    }
+
+    fn reclaim(&mut self) -> Res<()> {
+        collect_now(&self.store, &self.index)?;
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) -> Res<()> {
+        self.index.flush()?;
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+struct RaskObjects {
+    store: Store,
 }
 
 fn create(dir: &Path) -> Res<Box<dyn Peer>> {
@@ -81,39 +233,30 @@ impl ObjectBackend for RaskObjects {
         blake3::hash(key).as_bytes().to_vec()
     }
 
-    fn remove(&mut self, ids: &[&[u8]]) -> Res<()> {
-        for id in ids {
-            fs::remove_file(self.store.object_path(&object_id(id)?))?;
-        }
+    fn remove(&mut self, _ids: &[&[u8]]) -> Res<()> {
+        // Objects are removed by gc, once nothing reaches them.
         Ok(())
     }
 
-    fn reclaim(&mut self, _kept: &[&[u8]]) -> Res<()> {
+    fn reclaim(&mut self, kept: &[&[u8]]) -> Res<()> {
+        // What a build publishes: a root linking everything it keeps, named
+        // by a ref; gc keeps what the ref reaches and removes the rest.
+        let links = kept
+            .iter()
+            .map(|id| object_id(id))
+            .collect::<Res<Vec<_>>>()?;
+        let root = self.store.put_object(Kind::Root, &links, b"kept half")?;
+        let ns = Namespace::new(NAMESPACE)?;
+        let pkg = PackageName::new("kept")?;
+        self.store
+            .update_ref(&ns, &pkg, Expect::Any, root, "bench: keep the kept half")?;
+        let index = Index::open(&self.store)?;
+        collect_now(&self.store, &index)?;
         Ok(())
     }
 
     fn verify(&mut self) -> Res<bool> {
-        let ids = list_objects(self.store.root())?;
-        let threads = thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = ids.len().div_ceil(threads).max(1);
-        let store = &self.store;
-        thread::scope(|scope| {
-            let workers: Vec<_> = ids
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || -> Res<()> {
-                        for id in part {
-                            store.get_object(id)?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for worker in workers {
-                worker.join().map_err(|_| "verify thread panicked")??;
-            }
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-        })?;
+        verify_clean(&self.store)?;
         Ok(true)
     }
 
@@ -121,27 +264,4 @@ impl ObjectBackend for RaskObjects {
         self.store.flush()?;
         Ok(())
     }
-}
-
-/// Every object id under the store's fanout directories.
-fn list_objects(root: &Path) -> Res<Vec<ObjectId>> {
-    let layout = Layout::new(root);
-    let mut ids = Vec::new();
-    for fanout in fs::read_dir(layout.objects_dir())? {
-        let fanout = fanout?;
-        let fanout_name = fanout.file_name();
-        let Some(prefix) = fanout_name.to_str() else {
-            continue;
-        };
-        for entry in fs::read_dir(fanout.path())? {
-            let name = entry?.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|name| Layout::id_from_object_name(prefix, name))
-            {
-                ids.push(id);
-            }
-        }
-    }
-    Ok(ids)
 }
