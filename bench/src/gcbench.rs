@@ -201,7 +201,6 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
     };
     drop(index);
     drop(store);
-    temp.close()?;
     let load_end = loadavg();
 
     // The table.
@@ -328,6 +327,8 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
          it does not see verify's worker threads or git's processes.\n",
     );
     println!("{out}");
+    eprintln!("removing the stores");
+    temp.close()?;
     Ok(())
 }
 

@@ -199,11 +199,12 @@ pub fn run_index(args: &RunArgs) -> Res<()> {
         c.label = "cacache (sync API)".into();
         columns.push(c);
     }
-    temp.close()?;
     println!(
         "{}",
         render(&columns, n, seed, value_bytes, &load_start, &loadavg())
     );
+    eprintln!("removing the stores");
+    temp.close()?;
     Ok(())
 }
 

@@ -198,12 +198,15 @@ fn run(args: &RunArgs) -> Res<()> {
         ));
     }
     run.rows.extend(rows);
-    temp.close()?;
     run.load = format!(
         "load average {load_start} at the start, {} at the end",
         loadavg()
     );
+    // The table first: removing every store can take minutes on a
+    // filesystem that discards freed blocks synchronously.
     println!("{}", run.render());
+    eprintln!("removing the stores");
+    temp.close()?;
     Ok(())
 }
 
