@@ -575,7 +575,7 @@ fn render(
     );
     out.push_str(
         "\nEach lookup is timed on its own with `Instant` (its ~20–40 ns are included). \
-         Hits: 100,000 stored keys drawn at random (with repeats; all from the N stored); \
+         Hits: min(N, 100,000) stored keys drawn at random (with repeats); \
          misses: 20,000 never-stored keys; gets: the first 20,000 of the hits. A miss reads the \
          journal's tail once (entries other processes appended), a system call a hit skips. cacache's lookup is `metadata_sync` (reads and parses the key's \
          index bucket), its get `read_sync`, its find_missing 20,000 `metadata_sync` calls. \
