@@ -19,12 +19,14 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use rask_store::{Durability, Index, Kind, Lookup, Namespace, Store, StoreOptions};
 
 use crate::peer::{Res, disk_usage};
 use crate::peers::git::{git, run};
-use crate::peers::rask::{collect_now, verify_clean};
+use crate::peers::rask::{collect_now, verify_clean_with};
 use crate::peers::read_and_hash_tree;
 use crate::synth::{self, Sizes};
 use crate::{RunArgs, loadavg, timed};
@@ -125,6 +127,7 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
     let objects_dir = root.join("objects");
     let mut readhash = Vec::new();
     let mut verify = Vec::new();
+    let mut walks = Vec::new();
     let mut verify_report = None;
     for round in 1..=ROUNDS {
         let ((files, _), p) = phase(&format!("read+hash round {round}"), "readhash", || {
@@ -134,9 +137,19 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
             return Err(format!("read+hash found {files} files, expected {n}").into());
         }
         readhash.push(p);
+        // When the walk over the 256 fanout directories (the re-hash of
+        // every object) ends; the rest is links, index files and entries.
+        let walk_end: Mutex<Option<Instant>> = Mutex::new(None);
+        let start = Instant::now();
         let (report, p) = phase(&format!("verify round {round}"), "rask", || {
-            verify_clean(&store)
+            verify_clean_with(&store, &|progress| {
+                if progress.dirs_done == 256 {
+                    *walk_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+            })
         })?;
+        let walk_end = walk_end.into_inner().unwrap_or_else(|e| e.into_inner());
+        walks.push(walk_end.map_or(f64::NAN, |t| (t - start).as_secs_f64()));
         if report.objects < n || report.entries < n {
             return Err(format!(
                 "verify checked {} objects and {} entries, expected {n}",
@@ -247,10 +260,10 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
         rate(r),
         verdict(ratio, 1.7)
     );
-    for (round, (v, r)) in verify.iter().zip(&readhash).enumerate() {
+    for (round, ((v, r), walk)) in verify.iter().zip(&readhash).zip(&walks).enumerate() {
         let _ = writeln!(
             out,
-            "| … round {} | {} | {} | {:.2}× | | |",
+            "| … round {} (verify's object walk: {walk:.2} s) | {} | {} | {:.2}× | | |",
             round + 1,
             rate(*v),
             rate(*r),
@@ -330,7 +343,8 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
          were just written; ~2× the value bytes fit in memory at 1M). The read + hash reference \
          reads and BLAKE3-hashes every file under rask-store's `objects/` on one thread. \
          verify is `verify::verify` (every object re-hashed, links, index files, every \
-         entry's closure). gc is `Index::remove` of every other key, then `gc::collect` with \
+         entry's closure); \"object walk\" is the time until its last fanout directory was \
+         hashed, the rest is checking links, index files and entries. gc is `Index::remove` of every other key, then `gc::collect` with \
          grace 0 (as `rask-store gc --grace 0 --force`: no build runs beside the benchmark); \
          git's is `git gc --prune=now` after `mktree` + `update-ref` of the kept half. \
          \"waited\" = seconds the harness's thread was runnable but not running (schedstat); \

@@ -52,7 +52,15 @@ fn options() -> StoreOptions {
 
 /// Runs the store's verify (on every core) and fails unless the store is clean.
 pub fn verify_clean(store: &Store) -> Res<verify::VerifyReport> {
-    let report = verify::verify(store, VerifyOptions::default(), &|_| {})?;
+    verify_clean_with(store, &|_| {})
+}
+
+/// [`verify_clean`], reporting progress of the object walk.
+pub fn verify_clean_with(
+    store: &Store,
+    progress: &(dyn Fn(verify::VerifyProgress) + Sync),
+) -> Res<verify::VerifyReport> {
+    let report = verify::verify(store, VerifyOptions::default(), progress)?;
     if let Some(problem) = report.damage_left().next() {
         return Err(format!(
             "verify found {} problems, the first: {} {}: {}",
