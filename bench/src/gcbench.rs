@@ -340,7 +340,7 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
     );
     out.push_str(
         "\nMiB/s are of value bytes for every row. Page cache warm for every phase (the stores \
-         were just written; ~2× the value bytes fit in memory at 1M). The read + hash reference \
+         were just written; at 1M both together are ~13 GB, which fits in 24 GiB of memory). The read + hash reference \
          reads and BLAKE3-hashes every file under rask-store's `objects/` on one thread. \
          verify is `verify::verify` (every object re-hashed, links, index files, every \
          entry's closure); \"object walk\" is the time until its last fanout directory was \
