@@ -170,8 +170,9 @@ pub fn run_index(args: &RunArgs) -> Res<()> {
         let mut inserted = measure_rask(&store, &index, &ns, seed, n, &root)?;
         inserted.insert = Some((secs, waited));
         inserted.label = format!(
-            "rask-store, as inserted ({} segments + a {:.1} MiB journal)",
+            "rask-store, as inserted ({} segment{} + a {:.1} MiB journal)",
             stats.segments.len(),
+            if stats.segments.len() == 1 { "" } else { "s" },
             stats.journal_bytes as f64 / MIB
         );
         drop(index);
