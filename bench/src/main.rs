@@ -8,17 +8,20 @@
 //!
 //! Each peer runs in a fresh directory under one temp dir, removed at the end.
 
+mod gcbench;
+mod indexbench;
 mod peer;
 mod peers;
 mod report;
 mod rng;
+mod synth;
 mod workload;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::peer::{Peer, Res, disk_usage};
 use crate::peers::{PeerSpec, store_dir};
@@ -51,26 +54,49 @@ enum Cmd {
     /// Internal: read every value of a peer's store in a fresh process.
     #[command(hide = true)]
     ReadChild(ChildArgs),
+    /// Internal: open a store and answer one lookup in a fresh process.
+    #[command(hide = true)]
+    IndexChild(indexbench::IndexChildArgs),
+}
+
+/// What to benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Workload W1 through every peer: put, get, fresh get, exists, verify,
+    /// delete half + reclaim, disk (issue 7).
+    W1,
+    /// verify and gc of a store of N objects against a one-thread read +
+    /// BLAKE3, `git fsck --full` and `git gc --prune=now` (issue 4).
+    Gc,
+    /// The keyed index at N entries: insert rate, lookup p50/p99,
+    /// find_missing of 20,000 keys, fresh-process open + lookup, against
+    /// cacache (issue 3).
+    Index,
 }
 
 #[derive(Args, Clone)]
-struct RunArgs {
-    /// Number of keyed values in the workload.
+pub struct RunArgs {
+    /// What to benchmark.
+    #[arg(long, value_enum, default_value_t = Mode::W1)]
+    pub mode: Mode,
+    /// Number of keyed values (w1), objects (gc) or entries (index).
     #[arg(long, default_value_t = 100_000)]
-    n: usize,
+    pub n: usize,
     /// Seed of the workload.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Peers to run, comma-separated (rask, rawfs, sqlite, redb, cacache, git).
+    pub seed: u64,
+    /// Peers to run, comma-separated (rask = keyed index, rask-objects,
+    /// rawfs, sqlite, redb, cacache, git). gc mode runs rask-store and, if
+    /// listed, git; index mode rask-store and, if listed, cacache.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "rask,rawfs,sqlite,redb,cacache,git"
+        default_value = "rask,rask-objects,rawfs,sqlite,redb,cacache,git"
     )]
-    peers: Vec<String>,
+    pub peers: Vec<String>,
     /// Directory in which the temp dir holding the stores is made.
     #[arg(long)]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -89,8 +115,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::ReadChild(args)) => read_child(&args),
-        Some(Cmd::Run(args)) => run(&args),
-        None => run(&cli.run),
+        Some(Cmd::IndexChild(args)) => indexbench::index_child(&args),
+        Some(Cmd::Run(args)) => run_mode(&args),
+        None => run_mode(&cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,12 +128,36 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_mode(args: &RunArgs) -> Res<()> {
+    match args.mode {
+        Mode::W1 => run(args),
+        Mode::Gc => gcbench::run_gc(args),
+        Mode::Index => indexbench::run_index(args),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn run(args: &RunArgs) -> Res<()> {
+    let load_start = loadavg();
     let specs = args
         .peers
         .iter()
         .map(|id| peers::find(id).ok_or_else(|| format!("unknown peer {id:?}")))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(twice) = specs
+        .iter()
+        .enumerate()
+        .find(|(i, s)| specs[..*i].iter().any(|t| t.id == s.id))
+    {
+        return Err(format!("peer {:?} is listed twice in --peers", twice.1.id).into());
+    }
     let parent = match &args.dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir(),
@@ -147,14 +198,21 @@ fn run(args: &RunArgs) -> Res<()> {
         ));
     }
     run.rows.extend(rows);
-    temp.close()?;
+    run.load = format!(
+        "load average {load_start} at the start, {} at the end",
+        loadavg()
+    );
+    // The table first: removing every store can take minutes on a
+    // filesystem that discards freed blocks synchronously.
     println!("{}", run.render());
+    eprintln!("removing the stores");
+    temp.close()?;
     Ok(())
 }
 
 /// Runs one phase; returns its result, its seconds and the seconds this
 /// thread spent runnable but waiting for a CPU (other load on the machine).
-fn timed<T>(what: &str, id: &str, f: impl FnOnce() -> Res<T>) -> Res<(T, f64, f64)> {
+pub fn timed<T>(what: &str, id: &str, f: impl FnOnce() -> Res<T>) -> Res<(T, f64, f64)> {
     let wait_before = runqueue_wait_secs();
     let start = Instant::now();
     let out = f().map_err(|e| format!("{what}: {e}"))?;
@@ -166,7 +224,7 @@ fn timed<T>(what: &str, id: &str, f: impl FnOnce() -> Res<T>) -> Res<(T, f64, f6
 
 /// Seconds this thread has spent runnable but not running, from Linux's
 /// schedstat; 0 where that is not available.
-fn runqueue_wait_secs() -> f64 {
+pub fn runqueue_wait_secs() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
@@ -212,7 +270,8 @@ fn run_peer(
         row.verify = Some(Rate::new(n, w.value_bytes(), secs));
         row.account(secs, waited);
     }
-    if spec.id == "rask" {
+    // The single-thread read + hash reference, once, on rask-store's files.
+    if spec.id.starts_with("rask") && !run.rows.iter().any(|r| r.id == "readhash") {
         let root = store_dir(dir);
         let (_, secs, waited) = timed("read+hash", spec.id, || peers::read_and_hash_tree(&root))?;
         let mut limit = Row::new(

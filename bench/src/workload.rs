@@ -140,6 +140,52 @@ impl Workload {
     }
 }
 
+/// The fields of a W1 key, decoded from its canonical bytes: what a
+/// compiler would build its composite key from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyFields<'a> {
+    pub package: &'a str,
+    pub function: &'a str,
+    pub type_args: Vec<&'a str>,
+    pub body_hash: [u8; 32],
+    pub type_defs: Vec<[u8; 32]>,
+}
+
+/// Decodes a key made by [`Workload::generate`]; `None` if it is not one.
+pub fn key_fields(bytes: &[u8]) -> Option<KeyFields<'_>> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head)
+    }
+    fn string<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+        let len = take(rest, 2)?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        std::str::from_utf8(take(rest, len)?).ok()
+    }
+    fn hash(rest: &mut &[u8]) -> Option<[u8; 32]> {
+        take(rest, 32)?.try_into().ok()
+    }
+    let mut rest = bytes;
+    if take(&mut rest, 1)? != [1] {
+        return None;
+    }
+    let package = string(&mut rest)?;
+    let function = string(&mut rest)?;
+    let n = take(&mut rest, 1)?[0];
+    let type_args = (0..n).map(|_| string(&mut rest)).collect::<Option<_>>()?;
+    let body_hash = hash(&mut rest)?;
+    let m = take(&mut rest, 1)?[0];
+    let type_defs = (0..m).map(|_| hash(&mut rest)).collect::<Option<_>>()?;
+    rest.is_empty().then_some(KeyFields {
+        package,
+        function,
+        type_args,
+        body_hash,
+        type_defs,
+    })
+}
+
 fn make_key(rng: &mut Rng, packages: &[String]) -> Vec<u8> {
     let package = &packages[rng.below(packages.len() as u64) as usize];
     let function = format!("fn_{}", rng.below(5_000));
@@ -178,7 +224,7 @@ fn value_size(rng: &mut Rng) -> usize {
 }
 
 /// Alternates runs of random bytes and runs of token text, half and half.
-fn fill_value(rng: &mut Rng, out: &mut [u8]) {
+pub fn fill_value(rng: &mut Rng, out: &mut [u8]) {
     let mut pos = 0;
     let mut random_run = true;
     while pos < out.len() {
@@ -227,6 +273,24 @@ mod tests {
         assert_eq!(a.value(17), b.value(17));
         assert_ne!(a.value(17), c.value(17));
         assert_eq!(a.shuffled(1), b.shuffled(1));
+    }
+
+    #[test]
+    fn keys_decode_into_their_fields() {
+        let w = Workload::generate(500, 4);
+        let mut with_args = 0;
+        for i in 0..w.len() {
+            let f = key_fields(w.key(i)).expect("a W1 key decodes");
+            assert!(f.package.starts_with("pkg_") && f.function.starts_with("fn_"));
+            assert!(f.type_args.len() <= 3 && f.type_defs.len() <= 3);
+            with_args += usize::from(!f.type_args.is_empty());
+        }
+        assert!(with_args > 0);
+        let key = w.key(0);
+        assert_eq!(key_fields(&key[..key.len() - 1]), None);
+        let mut longer = key.to_vec();
+        longer.push(0);
+        assert_eq!(key_fields(&longer), None);
     }
 
     #[test]

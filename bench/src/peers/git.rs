@@ -39,7 +39,7 @@ struct Batch {
     stdout: BufReader<ChildStdout>,
 }
 
-fn git(repo: &Path) -> Command {
+pub fn git(repo: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.env("GIT_DIR", repo)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -47,7 +47,7 @@ fn git(repo: &Path) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> Res<Vec<u8>> {
+pub fn run(cmd: &mut Command) -> Res<Vec<u8>> {
     let out = cmd.stderr(Stdio::piped()).output()?;
     if !out.status.success() {
         return Err(format!(

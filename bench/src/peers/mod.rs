@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::peer::{Peer, Res};
 
 mod cacache_peer;
-mod git;
-mod rask;
+pub mod git;
+pub mod rask;
 mod rawfs;
 mod redb_peer;
 mod sqlite;
@@ -41,6 +41,7 @@ pub fn store_dir(dir: &Path) -> PathBuf {
 
 /// Every peer, in table order. rask-store first: ratios are against it.
 pub const ALL: &[PeerSpec] = &[
+    rask::KEYED,
     rask::OBJECTS,
     rawfs::SPEC,
     sqlite::SPEC,

@@ -1,35 +1,227 @@
-//! rask-store through its object API, with the key → id map in memory.
-//!
-//! When the keyed index lands, a second spec here ("rask-store (keyed
-//! index)") implements [`Peer`] directly on it; the harness needs nothing else.
+//! rask-store, twice: through its keyed index the way a compiler uses it
+//! ([`KEYED`], the row every ratio is against), and through its object API
+//! with the key → id map in memory like the raw filesystem ([`OBJECTS`]).
+//! Both verify with the store's own `verify::verify` and reclaim with
+//! `gc::collect`.
 
-use std::fs;
 use std::path::Path;
-use std::thread;
+use std::time::Duration;
 
-use rask_store::layout::Layout;
-use rask_store::{Durability, Kind, ObjectId, Store, StoreOptions};
+use rask_store::gc::{self, GcPolicy};
+use rask_store::verify::{self, VerifyOptions};
+use rask_store::{
+    Component, Durability, Expect, Index, Key, Kind, Lookup, Namespace, ObjectId, PackageName,
+    Store, StoreOptions, Wait,
+};
 
 use super::{PeerSpec, store_dir};
 use crate::peer::{Check, KeyMapped, ObjectBackend, Peer, Res};
+use crate::workload::key_fields;
+
+/// The namespace (compiler identity) every W1 key lives in.
+pub const NAMESPACE: &str = "rask-bench-w1";
+/// The one part of every W1 entry.
+pub const PART: &str = "ast";
+
+pub const KEYED: PeerSpec = PeerSpec {
+    id: "rask",
+    label: "rask-store (keyed index)",
+    durability: "none (Durability::None)",
+    verify: "verify::verify (every object re-hashed on every core, links, index files, \
+             every entry's closure, refs)",
+    reclaim: "Index::remove of every doomed key, then gc::collect (grace 0, as `gc --grace 0 \
+              --force`: no build runs beside the benchmark)",
+    create: create_keyed,
+    open: open_keyed,
+};
 
 pub const OBJECTS: PeerSpec = PeerSpec {
-    id: "rask",
+    id: "rask-objects",
     label: "rask-store (objects, key map in memory)",
     durability: "none (Durability::None)",
-    verify: "walk objects/, get_object (re-hash) on every file, one thread per core \
-             (stand-in until a `verify` command exists)",
-    reclaim: "unlink the object files (what gc will do; gc does not exist yet)",
+    verify: "verify::verify (every object re-hashed on every core, links)",
+    reclaim: "a Root object linking the kept half, published as a ref, then gc::collect \
+              (grace 0, as `gc --grace 0 --force`)",
     create,
     open,
 };
 
-struct RaskObjects {
-    store: Store,
-}
-
 fn options() -> StoreOptions {
     StoreOptions::with_durability(Durability::None)
+}
+
+/// Runs the store's verify (on every core) and fails unless the store is clean.
+pub fn verify_clean(store: &Store) -> Res<verify::VerifyReport> {
+    verify_clean_with(store, &|_| {})
+}
+
+/// [`verify_clean`], reporting progress of the object walk.
+pub fn verify_clean_with(
+    store: &Store,
+    progress: &(dyn Fn(verify::VerifyProgress) + Sync),
+) -> Res<verify::VerifyReport> {
+    let report = verify::verify(store, VerifyOptions::default(), progress)?;
+    if let Some(problem) = report.damage_left().next() {
+        return Err(format!(
+            "verify found {} problems, the first: {} {}: {}",
+            report.problems.len(),
+            problem.kind.name(),
+            problem.path.display(),
+            problem.detail
+        )
+        .into());
+    }
+    Ok(report)
+}
+
+/// gc as a benchmark with no concurrent build runs it: grace period 0 (the
+/// CLI's `--grace 0 --force`), waiting for no one.
+pub fn collect_now(store: &Store, index: &Index) -> Res<gc::StoreGcReport> {
+    let mut policy = GcPolicy::default();
+    policy.objects.grace = Duration::ZERO;
+    policy.wait = Wait::NoWait;
+    Ok(gc::collect(store, index, policy, &|_| {})?)
+}
+
+/// The composite key a compiler would build for a W1 key:
+/// `(package, function, [type args], body hash, [type-def hashes])`.
+pub fn w1_key(namespace: &Namespace, bytes: &[u8]) -> Res<Key> {
+    let f = key_fields(bytes).ok_or("not a W1 key")?;
+    let components = vec![
+        Component::str(f.package),
+        Component::str(f.function),
+        Component::List(f.type_args.into_iter().map(Component::str).collect()),
+        Component::Hash(f.body_hash),
+        Component::List(f.type_defs.into_iter().map(Component::Hash).collect()),
+    ];
+    Ok(Key::new(namespace.clone(), components)?)
+}
+
+struct RaskKeyed {
+    store: Store,
+    index: Index,
+    namespace: Namespace,
+    /// Keys built and the seconds building them took (inside the timed
+    /// phases), reported when the handle is dropped.
+    keys_built: u64,
+    key_secs: f64,
+}
+
+impl Drop for RaskKeyed {
+    fn drop(&mut self) {
+        if self.keys_built > 0 {
+            eprintln!(
+                "rask: building {} Keys from W1 bytes took {:.3} s of this handle's phases \
+                 ({:.2} µs per key)",
+                self.keys_built,
+                self.key_secs,
+                self.key_secs * 1e6 / self.keys_built as f64
+            );
+        }
+    }
+}
+
+fn create_keyed(dir: &Path) -> Res<Box<dyn Peer>> {
+    let store = Store::create(store_dir(dir), options())?;
+    keyed(store)
+}
+
+fn open_keyed(dir: &Path) -> Res<Box<dyn Peer>> {
+    let store = Store::open(store_dir(dir), options())?;
+    keyed(store)
+}
+
+fn keyed(store: Store) -> Res<Box<dyn Peer>> {
+    let index = Index::open(&store)?;
+    Ok(Box::new(RaskKeyed {
+        store,
+        index,
+        namespace: Namespace::new(NAMESPACE)?,
+        keys_built: 0,
+        key_secs: 0.0,
+    }))
+}
+
+impl RaskKeyed {
+    fn key(&mut self, bytes: &[u8]) -> Res<Key> {
+        let start = std::time::Instant::now();
+        let key = w1_key(&self.namespace, bytes);
+        self.key_secs += start.elapsed().as_secs_f64();
+        self.keys_built += 1;
+        key
+    }
+
+    fn keys(&mut self, keys: &[&[u8]]) -> Res<Vec<Key>> {
+        let start = std::time::Instant::now();
+        let out = keys.iter().map(|k| w1_key(&self.namespace, k)).collect();
+        self.key_secs += start.elapsed().as_secs_f64();
+        self.keys_built += keys.len() as u64;
+        out
+    }
+}
+
+impl Peer for RaskKeyed {
+    fn put_batch(&mut self, batch: &[(&[u8], &[u8])]) -> Res<()> {
+        for (key, value) in batch {
+            let key = self.key(key)?;
+            self.index
+                .put(&self.store, &key, Kind::Instance, &[(PART, value)])?;
+        }
+        Ok(())
+    }
+
+    fn get_batch(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
+        for (i, key) in keys.iter().enumerate() {
+            let key = self.key(key)?;
+            match self.index.get(&self.store, &key, PART)? {
+                Lookup::Hit(bytes) => check(i, &bytes)?,
+                Lookup::Miss(miss) => {
+                    return Err(format!("{} miss: {}", miss.cause.name(), miss.detail).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn exists_batch(&mut self, keys: &[&[u8]], found: &mut Vec<bool>) -> Res<()> {
+        let keys = self.keys(keys)?;
+        let missing = self.index.find_missing(&keys)?;
+        let start = found.len();
+        found.resize(start + keys.len(), true);
+        for i in missing {
+            found[start + i] = false;
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self) -> Res<bool> {
+        verify_clean(&self.store)?;
+        Ok(true)
+    }
+
+    fn delete_batch(&mut self, keys: &[&[u8]]) -> Res<()> {
+        for key in self.keys(keys)? {
+            if !self.index.remove(&key)? {
+                return Err(format!("deleting {key}, which has no entry").into());
+            }
+        }
+        Ok(())
+    }
+
+    fn reclaim(&mut self) -> Res<()> {
+        collect_now(&self.store, &self.index)?;
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) -> Res<()> {
+        self.index.flush()?;
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+struct RaskObjects {
+    store: Store,
 }
 
 fn create(dir: &Path) -> Res<Box<dyn Peer>> {
@@ -81,39 +273,30 @@ impl ObjectBackend for RaskObjects {
         blake3::hash(key).as_bytes().to_vec()
     }
 
-    fn remove(&mut self, ids: &[&[u8]]) -> Res<()> {
-        for id in ids {
-            fs::remove_file(self.store.object_path(&object_id(id)?))?;
-        }
+    fn remove(&mut self, _ids: &[&[u8]]) -> Res<()> {
+        // Objects are removed by gc, once nothing reaches them.
         Ok(())
     }
 
-    fn reclaim(&mut self, _kept: &[&[u8]]) -> Res<()> {
+    fn reclaim(&mut self, kept: &[&[u8]]) -> Res<()> {
+        // What a build publishes: a root linking everything it keeps, named
+        // by a ref; gc keeps what the ref reaches and removes the rest.
+        let links = kept
+            .iter()
+            .map(|id| object_id(id))
+            .collect::<Res<Vec<_>>>()?;
+        let root = self.store.put_object(Kind::Root, &links, b"kept half")?;
+        let ns = Namespace::new(NAMESPACE)?;
+        let pkg = PackageName::new("kept")?;
+        self.store
+            .update_ref(&ns, &pkg, Expect::Any, root, "bench: keep the kept half")?;
+        let index = Index::open(&self.store)?;
+        collect_now(&self.store, &index)?;
         Ok(())
     }
 
     fn verify(&mut self) -> Res<bool> {
-        let ids = list_objects(self.store.root())?;
-        let threads = thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = ids.len().div_ceil(threads).max(1);
-        let store = &self.store;
-        thread::scope(|scope| {
-            let workers: Vec<_> = ids
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || -> Res<()> {
-                        for id in part {
-                            store.get_object(id)?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for worker in workers {
-                worker.join().map_err(|_| "verify thread panicked")??;
-            }
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-        })?;
+        verify_clean(&self.store)?;
         Ok(true)
     }
 
@@ -123,25 +306,73 @@ impl ObjectBackend for RaskObjects {
     }
 }
 
-/// Every object id under the store's fanout directories.
-fn list_objects(root: &Path) -> Res<Vec<ObjectId>> {
-    let layout = Layout::new(root);
-    let mut ids = Vec::new();
-    for fanout in fs::read_dir(layout.objects_dir())? {
-        let fanout = fanout?;
-        let fanout_name = fanout.file_name();
-        let Some(prefix) = fanout_name.to_str() else {
-            continue;
-        };
-        for entry in fs::read_dir(fanout.path())? {
-            let name = entry?.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|name| Layout::id_from_object_name(prefix, name))
-            {
-                ids.push(id);
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::disk_usage;
+    use crate::workload::Workload;
+
+    /// Puts `w` through `spec`, checks every read, then deletes the odd keys
+    /// and reclaims; returns the number of object files before and after.
+    fn round_trip(spec: &PeerSpec, w: &Workload) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut peer = (spec.create)(dir.path()).unwrap();
+        let batch: Vec<(&[u8], &[u8])> = (0..w.len()).map(|i| (w.key(i), w.value(i))).collect();
+        peer.put_batch(&batch).unwrap();
+        let keys: Vec<&[u8]> = (0..w.len()).map(|i| w.key(i)).collect();
+        let mut seen = 0;
+        peer.get_batch(&keys, &mut |i, bytes| {
+            assert_eq!(bytes, w.value(i));
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, w.len());
+        let mut asked = keys.clone();
+        asked.extend(w.absent_keys().iter().map(|k| &k[..]));
+        let mut found = Vec::new();
+        peer.exists_batch(&asked, &mut found).unwrap();
+        let expected: Vec<bool> = (0..asked.len()).map(|i| i < w.len()).collect();
+        assert_eq!(found, expected);
+        assert!(peer.verify().unwrap());
+        peer.close().unwrap();
+
+        let objects = store_dir(dir.path()).join("objects");
+        let before = disk_usage(&objects).unwrap().1;
+        let mut peer = (spec.open)(dir.path()).unwrap();
+        let doomed: Vec<&[u8]> = (1..w.len()).step_by(2).map(|i| w.key(i)).collect();
+        peer.delete_batch(&doomed).unwrap();
+        peer.reclaim().unwrap();
+        let kept: Vec<&[u8]> = (0..w.len()).step_by(2).map(|i| w.key(i)).collect();
+        peer.get_batch(&kept, &mut |i, bytes| {
+            assert_eq!(bytes, w.value(i * 2));
+            Ok(())
+        })
+        .unwrap();
+        assert!(peer.verify().unwrap());
+        peer.close().unwrap();
+        (before, disk_usage(&objects).unwrap().1)
     }
-    Ok(ids)
+
+    #[test]
+    fn the_keyed_row_reads_back_and_gc_removes_the_deleted_half() {
+        let w = Workload::generate(40, 5);
+        assert_eq!(
+            round_trip(&KEYED, &w),
+            (40, 20),
+            "gc removes the deleted parts"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut peer = (KEYED.create)(dir.path()).unwrap();
+        peer.put_batch(&[(w.key(0), w.value(0))]).unwrap();
+        let err = peer.get_batch(&[w.key(1)], &mut |_, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn the_objects_row_keeps_what_its_ref_reaches() {
+        let w = Workload::generate(40, 6);
+        // The 20 unreferenced objects go; the kept 20 and their root stay.
+        assert_eq!(round_trip(&OBJECTS, &w), (40, 21));
+    }
 }
