@@ -18,7 +18,7 @@
 //! Long runs report [`GcProgress`] to a callback the caller passes (the CLI
 //! draws it on a terminal): each [`GcPhase`] when it starts, then marking
 //! every few thousand objects, measuring and sweeping per fanout directory,
-//! eviction every 256 entries. The library itself never prints.
+//! eviction every 256 entries, compaction every few thousand index records. The library itself never prints.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -106,8 +106,8 @@ pub enum GcPhase {
     /// Removing evicted entries from the index ([`GcProgress::entries_done`]
     /// of [`GcProgress::entries_total`]).
     Evicting,
-    /// Compacting the index without the evicted entries (reported once, when
-    /// it starts).
+    /// Compacting the index without the evicted entries
+    /// ([`GcProgress::records_done`] of [`GcProgress::records_total`]).
     Compacting,
     /// Removing unreachable old objects, per fanout directory.
     Sweeping,
@@ -130,6 +130,10 @@ pub struct GcProgress {
     pub entries_total: u64,
     /// Objects removed so far by the sweep.
     pub removed: u64,
+    /// Index records merged so far by the compaction.
+    pub records_done: u64,
+    /// Index records the compaction merges.
+    pub records_total: u64,
 }
 
 impl GcProgress {
@@ -141,6 +145,8 @@ impl GcProgress {
             entries_done: 0,
             entries_total: 0,
             removed: 0,
+            records_done: 0,
+            records_total: 0,
         }
     }
 }
@@ -410,8 +416,13 @@ pub fn collect(
                     progress(evicting);
                 }
             }
-            progress(GcProgress::start(GcPhase::Compacting));
-            index.compact()?;
+            // The compaction's first report (nothing merged yet) starts the phase.
+            index.compact_with_progress(&|c| {
+                let mut compacting = GcProgress::start(GcPhase::Compacting);
+                compacting.records_done = c.records_done;
+                compacting.records_total = c.records_total;
+                progress(compacting);
+            })?;
         }
         report.entries_evicted = chosen.len() as u64;
         evicted = chosen.iter().map(Entry::key_hash).collect();

@@ -38,8 +38,10 @@
 //!   names it (one whose header is unreadable cannot be attributed);
 //! - an index entry whose part is missing, corrupt or has an incomplete
 //!   closure is removed ([`Index::remove`]: a remove record, so the journal
-//!   keeps the trace), then the index is compacted, which also sets aside
-//!   unreadable segments (`index/<file>.bad`) and drops torn journal tails;
+//!   keeps the trace), then the index is compacted, which also moves
+//!   unreadable segments to `quarantine/index-<file>.<unix nanos>` (a journal
+//!   whose header is unreadable is copied there), moves the `index/<file>.bad`
+//!   files older versions set aside there too, and drops torn journal tails;
 //! - a ref whose closure is incomplete is deleted by compare-and-swap
 //!   against the value verify read, with a reflog line naming the reason
 //!   (the compiler rebuilds that package); a garbage ref is first copied to
@@ -568,6 +570,18 @@ fn check_index(
         Err(e) => return Err(e),
     };
     check_leftover_index_files(store.layout(), found)?;
+    for path in crate::index::set_aside_files(store.layout())? {
+        found.push((
+            problem(
+                ProblemKind::DamagedIndexFile,
+                path,
+                "an unreadable index file an older version set aside; repair moves it to \
+                 quarantine/"
+                    .into(),
+            ),
+            Action::Compact,
+        ));
+    }
     let first = index.check()?;
     if !first.is_empty() {
         // A torn tail may be an append in progress: report what persists.
@@ -1043,7 +1057,7 @@ fn repair(
                             .iter()
                             .map(|q| q.display().to_string())
                             .collect();
-                        note.push_str(&format!("; set aside {}", names.join(", ")));
+                        note.push_str(&format!("; quarantined {}", names.join(", ")));
                     }
                     p.repaired = Some(note);
                 }

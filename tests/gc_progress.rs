@@ -66,6 +66,11 @@ fn gc_reports_every_phase_in_order_with_final_counts() {
     assert_eq!(evicting.entries_done, ENTRIES as u64);
     // Evicting 300 entries is reported in steps, not only at the end.
     assert!(seen.iter().filter(|p| p.phase == GcPhase::Evicting).count() >= 3);
+    // The compaction merges the journal's newest record of every key (here,
+    // every entry's remove) and says so.
+    let compacting = last(GcPhase::Compacting);
+    assert_eq!(compacting.records_total, ENTRIES as u64);
+    assert_eq!(compacting.records_done, ENTRIES as u64);
     assert_eq!(last(GcPhase::Marking).marked, report.objects.reachable);
     let sweep = last(GcPhase::Sweeping);
     assert_eq!(sweep.dirs_done, 256);
@@ -109,7 +114,7 @@ fn gc_draws_progress_only_on_a_terminal() {
     for phase in [
         "gc: measuring",
         "gc: evicting",
-        "gc: compacting",
+        "gc: compacting the index without the evicted entries: 0/300 records merged",
         "gc: sweeping",
     ] {
         assert!(text.contains(phase), "{phase} missing from {text:?}");

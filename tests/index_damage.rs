@@ -63,6 +63,26 @@ fn segment_path(store: &Store) -> PathBuf {
     index.stats().unwrap().segments[0].path.clone()
 }
 
+/// `at` is `quarantine/index-<original file name>.<nanos>` holding `bytes`,
+/// and nothing named `.bad` is left in `index/`.
+fn assert_quarantined(store: &Store, at: &Path, original: &Path, bytes: &[u8]) {
+    assert_eq!(at.parent(), Some(store.layout().quarantine_dir().as_path()));
+    let name = at.file_name().unwrap().to_string_lossy().into_owned();
+    let from = original.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("index-{from}.")), "{name}");
+    assert_eq!(
+        fs::read(at).unwrap(),
+        bytes,
+        "the evidence is kept as it was"
+    );
+    let left: Vec<_> = fs::read_dir(store.layout().index_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bad"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
     let mut bytes = fs::read(path).unwrap();
     f(&mut bytes);
@@ -145,10 +165,12 @@ fn a_truncated_segment_is_reported_and_its_entries_miss() {
     // Journal entries still answer; the segment's read as misses.
     assert_eq!(assert_never_wrong(&index, &store, 0..25), 5);
 
-    // Compaction sets the unreadable segment aside rather than deleting it.
+    // Compaction moves the unreadable segment to quarantine rather than
+    // deleting it: same bytes, a name that says where it came from.
+    let damaged = fs::read(&segment).unwrap();
     let report = index.compact().unwrap();
     assert_eq!(report.quarantined.len(), 1);
-    assert!(report.quarantined[0].exists());
+    assert_quarantined(&store, &report.quarantined[0], &segment, &damaged);
     assert!(index.stats().unwrap().problems.is_empty());
     assert_eq!(assert_never_wrong(&index, &store, 0..25), 5);
 }
@@ -197,10 +219,11 @@ fn a_version_1_segment_is_refused_then_set_aside_by_compaction() {
     );
     assert!(message.contains(&*segment.to_string_lossy()), "{message}");
     assert_eq!(assert_never_wrong(&index, &store, 0..10), 0);
-    // Compaction sets the old file aside and the entries are rebuilt.
+    // Compaction moves the old file to quarantine and the entries are rebuilt.
+    let old = fs::read(&segment).unwrap();
     let report = index.compact().unwrap();
     assert_eq!(report.quarantined.len(), 1, "{report:?}");
-    assert!(report.quarantined[0].exists());
+    assert_quarantined(&store, &report.quarantined[0], &segment, &old);
     assert!(index.stats().unwrap().problems.is_empty());
     put_range(&index, &store, 0..10);
     assert_eq!(assert_never_wrong(&index, &store, 0..10), 10);
@@ -259,8 +282,10 @@ fn a_journal_with_a_bad_header_is_reported_and_replaced_by_compaction() {
         .put(&store, &key(3), Kind::Blob, &[("v", &value(3))])
         .unwrap_err();
     assert!(err.to_string().contains("index compact"), "{err}");
+    let damaged = fs::read(&journal).unwrap();
     let report = index.compact().unwrap();
     assert_eq!(report.quarantined.len(), 1);
+    assert_quarantined(&store, &report.quarantined[0], &journal, &damaged);
     put_range(&index, &store, 3..4);
     assert_eq!(assert_never_wrong(&index, &store, 0..4), 1);
     assert!(index.stats().unwrap().problems.is_empty());

@@ -167,7 +167,10 @@ fn describe(p: &GcProgress) -> String {
             "gc: evicting: {}/{} index entries removed",
             p.entries_done, p.entries_total
         ),
-        GcPhase::Compacting => "gc: compacting the index without the evicted entries".into(),
+        GcPhase::Compacting => format!(
+            "gc: compacting the index without the evicted entries: {}/{} records merged",
+            p.records_done, p.records_total
+        ),
         GcPhase::Sweeping => format!(
             "gc: sweeping: {}/256 directories, {} objects removed",
             p.dirs_done, p.removed

@@ -3,9 +3,10 @@
 use std::io::{self, Write};
 
 use rask_store::Index;
-use rask_store::index::IndexStats;
+use rask_store::index::{CompactProgress, IndexStats};
 
 use super::json::Value;
+use super::progress::ProgressLine;
 use super::{Context, Failure, print_line};
 
 /// Inspect and compact the keyed-entry index
@@ -19,7 +20,9 @@ pub struct Args {
 enum Command {
     /// Entries, segment files, journal size and records, and any damage found
     Stats(StatsArgs),
-    /// Merge the journal and all segments into one new segment
+    /// Merge the journal and all segments into one new segment (progress is
+    /// shown on standard error when it is a terminal); unreadable index files
+    /// are moved to quarantine/
     Compact(CompactArgs),
 }
 
@@ -47,7 +50,22 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             }
         }
         Command::Compact(CompactArgs {}) => {
-            let report = index.compact()?;
+            let line = ProgressLine::stderr();
+            let report = index.compact_with_progress(&|p: CompactProgress| {
+                let text = || {
+                    format!(
+                        "index compact: {}/{} records merged",
+                        p.records_done, p.records_total
+                    )
+                };
+                if p.records_done == 0 || p.records_done == p.records_total {
+                    line.show(text);
+                } else {
+                    line.update(text);
+                }
+            });
+            line.finish();
+            let report = report?;
             print_line(
                 &mut out,
                 format_args!(
@@ -68,7 +86,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             for path in &report.quarantined {
                 print_line(
                     &mut out,
-                    format_args!("set aside unreadable file {}", path.display()),
+                    format_args!("quarantined unreadable index file as {}", path.display()),
                 )?;
             }
         }

@@ -402,8 +402,27 @@ pub struct CompactReport {
     pub journal_records: u64,
     /// Records dropped because they were damaged.
     pub dropped_damaged: u64,
-    /// Files set aside because they could not be read (renamed to `*.bad`).
+    /// Unreadable files moved (segments) or copied (a journal whose header
+    /// is bad) to `quarantine/index-<file name>.<unix nanos>`, and files an
+    /// older version set aside as `index/<file>.bad`, moved there too.
     pub quarantined: Vec<PathBuf>,
+}
+
+/// How many records a compaction merges between progress reports.
+pub const COMPACT_PROGRESS_EVERY: u64 = 4096;
+
+/// Progress of a compaction's merge ([`Index::compact_with_progress`]):
+/// reported when the merge starts (always, even with nothing to merge), every
+/// [`COMPACT_PROGRESS_EVERY`] records, and when every record is merged
+/// (`records_done == records_total`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactProgress {
+    /// Records (segment records and the journal's newest record per key)
+    /// merged so far.
+    pub records_done: u64,
+    /// Records to merge.
+    pub records_total: u64,
 }
 
 #[derive(Debug)]
@@ -1019,9 +1038,21 @@ impl Index {
     /// # Errors
     /// [`Error::Io`]; a bad manifest.
     pub fn compact(&self) -> Result<CompactReport> {
+        self.compact_with_progress(&|_| {})
+    }
+
+    /// [`Index::compact`], reporting the merge's progress to `progress`
+    /// (the library never prints; a command line draws it).
+    ///
+    /// # Errors
+    /// As [`Index::compact`].
+    pub fn compact_with_progress(
+        &self,
+        progress: &dyn Fn(CompactProgress),
+    ) -> Result<CompactReport> {
         let lock = self.compact_lock()?;
         lock.lock().at("lock", &self.layout.index_compact_lock())?;
-        let report = self.compact_locked(Trigger::OnDemand)?;
+        let report = self.compact_locked(Trigger::OnDemand, progress)?;
         drop(lock);
         self.refresh()?;
         Ok(report)
@@ -1036,14 +1067,19 @@ impl Index {
                 return Err(Error::io("lock", self.layout.index_compact_lock(), e));
             }
         }
-        self.compact_locked(Trigger::Auto)?;
+        self.compact_locked(Trigger::Auto, &|_| {})?;
         drop(lock);
         self.refresh()
     }
 
-    fn compact_locked(&self, trigger: Trigger) -> Result<CompactReport> {
+    fn compact_locked(
+        &self,
+        trigger: Trigger,
+        progress: &dyn Fn(CompactProgress),
+    ) -> Result<CompactReport> {
         let layout = &self.layout;
         let Some(current) = manifest::read(layout)? else {
+            progress(CompactProgress::default());
             self.create_journal(0)?;
             let m = Manifest {
                 generation: 0,
@@ -1059,7 +1095,7 @@ impl Index {
                 quarantined: Vec::new(),
             });
         };
-        let mut quarantined = Vec::new();
+        let mut quarantined = self.quarantine_set_aside()?;
         let mut segments = Vec::new();
         for &g in &current.segments {
             let path = layout.index_segment(g);
@@ -1078,9 +1114,10 @@ impl Index {
                     });
                 }
                 Err(_) => {
-                    let bad = layout.index_quarantine(&path);
-                    fs::rename(&path, &bad).at("set aside the unreadable segment", &path)?;
-                    quarantined.push(bad);
+                    let to = self.quarantine_path(&path)?;
+                    fs::rename(&path, &to)
+                        .at("move the unreadable segment to quarantine", &path)?;
+                    quarantined.push(to);
                 }
             }
         }
@@ -1096,20 +1133,33 @@ impl Index {
                 // The final read, under the exclusive lock: no append can follow it.
                 let result = j.refresh().and_then(|()| {
                     if j.header_problem().is_some() {
-                        let bad = layout.index_quarantine(j.path());
-                        fs::copy(j.path(), &bad)
-                            .at("set aside the unreadable journal", j.path())?;
-                        quarantined.push(bad);
+                        let to = self.quarantine_path(j.path())?;
+                        fs::copy(j.path(), &to)
+                            .at("copy the unreadable journal to quarantine", j.path())?;
+                        quarantined.push(to);
                     }
                     let scope = scope(trigger, &segments, j.len());
-                    self.merge_and_publish(&current, &segments, scope, Some(j), quarantined)
+                    let merge = Merge {
+                        current: &current,
+                        segments: &segments,
+                        scope,
+                        journal: Some(j),
+                        progress,
+                    };
+                    self.merge_and_publish(merge, quarantined)
                 });
                 j.unlock();
                 result
             }
             None => {
-                let scope = scope(trigger, &segments, 0);
-                self.merge_and_publish(&current, &segments, scope, None, quarantined)
+                let merge = Merge {
+                    current: &current,
+                    segments: &segments,
+                    scope: scope(trigger, &segments, 0),
+                    journal: None,
+                    progress,
+                };
+                self.merge_and_publish(merge, quarantined)
             }
         };
         let (report, manifest) = result?;
@@ -1121,16 +1171,36 @@ impl Index {
 
     fn merge_and_publish(
         &self,
-        current: &Manifest,
-        segments: &[Segment],
-        scope: Scope,
-        journal: Option<&Journal>,
+        merge: Merge<'_>,
         quarantined: Vec<PathBuf>,
     ) -> Result<(CompactReport, Manifest)> {
+        let Merge {
+            current,
+            segments,
+            scope,
+            journal,
+            progress,
+        } = merge;
         let layout = &self.layout;
         let (kept, merging) = match scope {
             Scope::Full => (&segments[..0], segments),
             Scope::Delta => segments.split_at(segments.len().min(1)),
+        };
+        let total = merging.iter().map(|s| s.len() as u64).sum::<u64>()
+            + journal.map_or(0, |j| j.keys() as u64);
+        let report = |done: u64| {
+            progress(CompactProgress {
+                records_done: done,
+                records_total: total,
+            });
+        };
+        report(0);
+        let mut done = 0u64;
+        let mut step = || {
+            done += 1;
+            if done.is_multiple_of(COMPACT_PROGRESS_EVERY) {
+                report(done);
+            }
         };
         // Key hash -> newest record body; removes are kept as shadows
         // unless nothing older survives the merge.
@@ -1144,6 +1214,7 @@ impl Index {
                     }
                     _ => dropped += 1,
                 }
+                step();
             }
         }
         let mut journal_records = 0;
@@ -1152,7 +1223,13 @@ impl Index {
             for (hash, body) in j.latest() {
                 let put = record::view(body).ok().and_then(|v| v.parts).is_some();
                 merged.insert(*hash, (body, put));
+                step();
             }
+        }
+        // The journal may yield fewer records than it counted (a record
+        // that no longer reads): the end is reported as everything merged.
+        if done != total || !done.is_multiple_of(COMPACT_PROGRESS_EVERY) {
+            report(total);
         }
         let keep_removes = !kept.is_empty();
         let mut live: Vec<(KeyHash, &[u8])> = merged
@@ -1192,6 +1269,45 @@ impl Index {
             quarantined,
         };
         Ok((report, manifest))
+    }
+
+    /// Where an unreadable index file goes: `quarantine/index-<file
+    /// name>.<unix nanos>`, so the name says where it came from and a later
+    /// file of the same name cannot replace it. Creates `quarantine/`.
+    fn quarantine_path(&self, file: &Path) -> Result<PathBuf> {
+        let dir = self.layout.quarantine_dir();
+        fs::create_dir_all(&dir).at("create directory", &dir)?;
+        let mut name = file
+            .file_name()
+            .map_or_else(|| "unnamed".into(), |n| n.to_string_lossy().into_owned());
+        if let Some(stem) = name.strip_suffix(crate::layout::QUARANTINE_SUFFIX) {
+            name = stem.to_owned();
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut to = dir.join(format!("index-{name}.{nanos}"));
+        let mut n = 0;
+        while to.exists() {
+            n += 1;
+            to = dir.join(format!("index-{name}.{nanos}-{n}"));
+        }
+        Ok(to)
+    }
+
+    /// Moves the files older versions set aside as `index/<file>.bad` into
+    /// quarantine. Runs under the compaction lock.
+    fn quarantine_set_aside(&self) -> Result<Vec<PathBuf>> {
+        let mut moved = Vec::new();
+        for path in set_aside_files(&self.layout)? {
+            let to = self.quarantine_path(&path)?;
+            match fs::rename(&path, &to) {
+                Ok(()) => moved.push(to),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("move to quarantine", &path, e)),
+            }
+        }
+        Ok(moved)
     }
 
     /// Unlinks segment and journal files `manifest` does not name. Runs
@@ -1348,6 +1464,42 @@ impl Drop for Index {
     fn drop(&mut self) {
         let _ = self.flush();
     }
+}
+
+/// Files an older version set aside as `index/<file>.bad` (now moved to
+/// quarantine by compaction), sorted.
+///
+/// # Errors
+/// [`Error::Io`] when the index directory cannot be listed.
+pub fn set_aside_files(layout: &Layout) -> Result<Vec<PathBuf>> {
+    let dir = layout.index_dir();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list directory", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.at("list directory", dir)?;
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.ends_with(crate::layout::QUARANTINE_SUFFIX))
+        {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// One compaction's inputs.
+struct Merge<'a> {
+    current: &'a Manifest,
+    segments: &'a [Segment],
+    scope: Scope,
+    journal: Option<&'a Journal>,
+    progress: &'a dyn Fn(CompactProgress),
 }
 
 /// Who asked for a compaction.
