@@ -53,7 +53,8 @@ pub const INDEX_DIR: &str = "index";
 pub const SEGMENT_SUFFIX: &str = ".rsx";
 /// Suffix of index journal files.
 pub const JOURNAL_SUFFIX: &str = ".rsj";
-/// Suffix given to an unreadable index file that was set aside.
+/// Suffix older versions gave an unreadable index file they set aside in
+/// `index/`; compaction now moves such files into `quarantine/`.
 pub const QUARANTINE_SUFFIX: &str = ".bad";
 
 /// The paths of one store.
@@ -166,11 +167,14 @@ impl Layout {
             .join(format!("journal-{generation:016x}{JOURNAL_SUFFIX}"))
     }
 
-    /// Where an unreadable index file is set aside.
-    pub fn index_quarantine(&self, file: &Path) -> PathBuf {
-        let mut name = file.file_name().unwrap_or_default().to_os_string();
-        name.push(QUARANTINE_SUFFIX);
-        self.index.join(name)
+    /// Where an unreadable index file named `name` is moved:
+    /// `quarantine/index-<name>.<nanos>`, or `…-<attempt>` when that exists.
+    pub fn index_quarantine(&self, name: &str, nanos: u128, attempt: u32) -> PathBuf {
+        let dir = self.quarantine_dir();
+        match attempt {
+            0 => dir.join(format!("index-{name}.{nanos}")),
+            n => dir.join(format!("index-{name}.{nanos}-{n}")),
+        }
     }
 
     /// The generation of an index segment or journal file name, if it is one.

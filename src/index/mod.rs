@@ -1286,11 +1286,11 @@ impl Index {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let mut to = dir.join(format!("index-{name}.{nanos}"));
-        let mut n = 0;
+        let mut attempt = 0;
+        let mut to = self.layout.index_quarantine(&name, nanos, attempt);
         while to.exists() {
-            n += 1;
-            to = dir.join(format!("index-{name}.{nanos}-{n}"));
+            attempt += 1;
+            to = self.layout.index_quarantine(&name, nanos, attempt);
         }
         Ok(to)
     }
