@@ -83,8 +83,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         print_line(
             &mut out,
             format_args!(
-                "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9}  {}",
-                "scenario", "lookups", "hits", "misses", "puts", "bytes", "ms", "check"
+                "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9} {:>9}  {}",
+                "scenario", "lookups", "hits", "misses", "puts", "bytes", "ms", "store ms", "check"
             ),
         )?;
     }
@@ -110,6 +110,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                 ("puts", o.puts.into()),
                 ("bytes_written", o.bytes_written.into()),
                 ("wall_ms", (o.wall.as_millis() as u64).into()),
+                ("store_ms", (o.store.as_millis() as u64).into()),
                 ("expected", r.expected.clone().into()),
                 ("measured", r.measured.clone().into()),
             ]);
@@ -118,7 +119,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             print_line(
                 &mut out,
                 format_args!(
-                    "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9.1}  {}",
+                    "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9.1} {:>9.1}  {}",
                     r.name,
                     o.lookups(),
                     hits,
@@ -126,6 +127,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                     o.puts,
                     o.bytes_written,
                     o.wall.as_secs_f64() * 1000.0,
+                    o.store.as_secs_f64() * 1000.0,
                     if r.ok { "ok" } else { "MISMATCH" }
                 ),
             )?;

@@ -2,7 +2,10 @@
 //! package in dependency order, through a [`BuildSession`].
 //!
 //! 1. Quick path: file content hashes and upstream metadata ids against the
-//!    package's previous root; unchanged → skip the package.
+//!    package's previous root; unchanged → skip the package. Like a real
+//!    compiler's file-stamp cache (mtime and size), [`SourceStamps`] keeps
+//!    each file's content hash under a fingerprint of the model fields that
+//!    render it, so an unchanged file is neither rendered nor hashed again.
 //! 2. Parse tier, per file: hit → reuse the AST; miss → "parse" and store.
 //! 3. Semantic hashes: feed every function to a [`SemanticHasher`], then
 //!    [`hash_call_graph`] with upstream callees from their metadata.
@@ -11,7 +14,7 @@
 //!    miss → "compile" (deterministic bytes) and store.
 //! 5. Metadata and the build root; at the end, all refs in one transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use super::oracle::InstanceKey;
@@ -73,6 +76,10 @@ pub struct BuildOutcome {
     pub missed_instances: BTreeSet<InstanceKey>,
     /// Wall time of the build.
     pub wall: Duration,
+    /// The part of `wall` spent in the store: session open, quick checks,
+    /// lookups, reads, puts, roots and the publish (its flush included);
+    /// not rendering, hashing or "compiling".
+    pub store: Duration,
     /// The published package metadata, by package index.
     pub metadata: Vec<PackageMetadata>,
 }
@@ -115,6 +122,85 @@ fn signature_hash(ws: &Workspace, f: FnRef) -> Result<SemanticHash> {
     h.finish()
 }
 
+/// The content hashes of a workspace's files, kept between builds the way a
+/// compiler keeps file stamps: a file whose fingerprint (every model field
+/// its text is rendered from) is unchanged keeps its hash without being
+/// rendered.
+#[derive(Debug, Default)]
+pub struct SourceStamps {
+    files: HashMap<(usize, usize), (blake3::Hash, ContentHash)>,
+}
+
+impl SourceStamps {
+    /// No stamps: the first build renders and hashes every file.
+    pub fn new() -> SourceStamps {
+        SourceStamps::default()
+    }
+
+    /// File `file` of package `p`: its content hash, and its text when it
+    /// had to be rendered.
+    fn hash(&mut self, ws: &Workspace, p: usize, file: usize) -> (ContentHash, Option<String>) {
+        let stamp = fingerprint(ws, p, file);
+        if let Some((known, hash)) = self.files.get(&(p, file))
+            && *known == stamp
+        {
+            return (*hash, None);
+        }
+        let text = ws.packages[p].files[file].text(ws, p);
+        let hash = ContentHash::of(text.as_bytes());
+        self.files.insert((p, file), (stamp, hash));
+        (hash, Some(text))
+    }
+}
+
+/// A hash of everything [`super::workspace::SourceFile::text`] reads.
+fn fingerprint(ws: &Workspace, p: usize, file: usize) -> blake3::Hash {
+    fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    let package = &ws.packages[p];
+    let source = &package.files[file];
+    let mut h = blake3::Hasher::new();
+    field(&mut h, package.name.as_bytes());
+    field(&mut h, &(file as u64).to_le_bytes());
+    field(&mut h, &source.cosmetic.to_le_bytes());
+    if file == 0 {
+        for ty in &package.types {
+            field(&mut h, ty.name.as_bytes());
+            for f in &ty.fields {
+                field(&mut h, f.as_bytes());
+            }
+        }
+    }
+    for &f in &source.functions {
+        let function = &package.functions[f];
+        field(&mut h, function.name.as_bytes());
+        for n in [
+            function.params as u64,
+            function.statements as u64,
+            function.body_seed,
+            function.names_seed,
+            function.calls.len() as u64,
+        ] {
+            field(&mut h, &n.to_le_bytes());
+        }
+        for call in &function.calls {
+            field(&mut h, ws.packages[call.target.package].name.as_bytes());
+            field(&mut h, ws.function(call.target).name.as_bytes());
+        }
+    }
+    h.finalize()
+}
+
+/// Runs `f`, adding its time to `total`.
+fn timed<T>(total: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    *total += started.elapsed();
+    out
+}
+
 /// Deterministic stand-in for compiled output: `len` bytes drawn from `seed`.
 fn artifact(seed: &[u8], len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 32);
@@ -127,7 +213,8 @@ fn artifact(seed: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-/// Builds the whole workspace once with `compiler`, publishing its refs.
+/// Builds the whole workspace once with `compiler`, publishing its refs;
+/// `stamps` carries the file hashes from one build to the next.
 ///
 /// # Errors
 /// Store, index and hasher errors; [`crate::Error::Conflict`] if another
@@ -137,36 +224,42 @@ pub fn build(
     store: &Store,
     index: &Index,
     compiler: &CompilerId,
+    stamps: &mut SourceStamps,
 ) -> Result<BuildOutcome> {
     let started = Instant::now();
     let mut out = BuildOutcome::default();
-    let mut session = BuildSession::open(store, index, compiler)?;
+    let mut in_store = Duration::ZERO;
+    let mut session = timed(&mut in_store, || BuildSession::open(store, index, compiler))?;
     let keys = session.keys().clone();
     let mut metadata_ids: Vec<ObjectId> = Vec::with_capacity(ws.packages.len());
     for (p, package) in ws.packages.iter().enumerate() {
         let name = PackageName::new(package.name.as_str())?;
-        let texts: Vec<String> = package.files.iter().map(|f| f.text(ws, p)).collect();
-        let file_hashes: Vec<ContentHash> = texts
-            .iter()
-            .map(|t| ContentHash::of(t.as_bytes()))
-            .collect();
+        let (file_hashes, mut texts): (Vec<ContentHash>, Vec<Option<String>>) =
+            (0..package.files.len())
+                .map(|f| stamps.hash(ws, p, f))
+                .unzip();
         let upstream: Vec<ObjectId> = package.deps.iter().map(|&d| metadata_ids[d]).collect();
-        if let Some(previous) = session.quick_check(&name, &file_hashes, &upstream)? {
-            out.metadata
-                .push(session.load_metadata(&previous.metadata_id)?);
+        let quick = timed(&mut in_store, || {
+            session.quick_check(&name, &file_hashes, &upstream)
+        })?;
+        if let Some(previous) = quick {
             metadata_ids.push(previous.metadata_id);
+            out.metadata.push(previous.metadata);
             out.skipped += 1;
             continue;
         }
         out.built += 1;
 
         // Parse tier.
-        for (hash, text) in file_hashes.iter().zip(&texts) {
+        for (f, (hash, text)) in file_hashes.iter().zip(&mut texts).enumerate() {
             let key = keys.parse(*hash)?;
-            let hit = session.get(&name, &key, "ast")?.is_hit();
+            let hit = timed(&mut in_store, || session.get(&name, &key, "ast"))?.is_hit();
             out.parse.count(hit);
             if !hit {
-                session.put(&name, &key, &[("ast", text.as_bytes())])?;
+                let text = text.get_or_insert_with(|| package.files[f].text(ws, p));
+                timed(&mut in_store, || {
+                    session.put(&name, &key, &[("ast", text.as_bytes())])
+                })?;
                 out.puts += 1;
                 out.bytes_written += text.len() as u64;
             }
@@ -208,7 +301,7 @@ pub fn build(
                 continue;
             };
             let key = keys.function(&package.name, &function.name, &hash)?;
-            let hit = session.get(&name, &key, "code")?.is_hit();
+            let hit = timed(&mut in_store, || session.get(&name, &key, "code"))?.is_hit();
             out.function.count(hit);
             if !hit {
                 out.missed_functions.insert(FnRef {
@@ -216,7 +309,9 @@ pub fn build(
                     function: f,
                 });
                 let code = artifact(key.key().encoding(), 40 * function.statements);
-                session.put(&name, &key, &[("code", &code)])?;
+                timed(&mut in_store, || {
+                    session.put(&name, &key, &[("code", &code)])
+                })?;
                 out.puts += 1;
                 out.bytes_written += code.len() as u64;
             }
@@ -249,13 +344,13 @@ pub fn build(
                     .map(|t| type_hash(ws, *t))
                     .collect::<Result<Vec<_>>>()?;
                 let key = keys.instance(&source.name, &callee.name, &args, &body, &defs)?;
-                let hit = session.get(&name, &key, "ast")?.is_hit();
+                let hit = timed(&mut in_store, || session.get(&name, &key, "ast"))?.is_hit();
                 out.instance.count(hit);
                 if !hit {
                     out.missed_instances
                         .insert((call.target, call.type_args.clone()));
                     let ast = artifact(key.key().encoding(), 40 * callee.statements);
-                    session.put(&name, &key, &[("ast", &ast)])?;
+                    timed(&mut in_store, || session.put(&name, &key, &[("ast", &ast)]))?;
                     out.puts += 1;
                     out.bytes_written += ast.len() as u64;
                 }
@@ -269,11 +364,13 @@ pub fn build(
             };
             let args_hash = SemanticHash::from(blake3::hash(&args.to_le_bytes()));
             let key = keys.comptime(&function.name, &args_hash, &body)?;
-            let hit = session.get(&name, &key, "value")?.is_hit();
+            let hit = timed(&mut in_store, || session.get(&name, &key, "value"))?.is_hit();
             out.comptime.count(hit);
             if !hit {
                 let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
-                session.put(&name, &key, &[("value", &value)])?;
+                timed(&mut in_store, || {
+                    session.put(&name, &key, &[("value", &value)])
+                })?;
                 out.puts += 1;
                 out.bytes_written += value.len() as u64;
             }
@@ -309,12 +406,15 @@ pub fn build(
             meta.public_types
                 .insert(package.types[t].name.clone(), type_hash(ws, r)?);
         }
-        let finished = session.finish_package(&name, &meta, &file_hashes, &upstream)?;
+        let finished = timed(&mut in_store, || {
+            session.finish_package(&name, &meta, &file_hashes, &upstream)
+        })?;
         metadata_ids.push(finished.metadata_id);
         out.metadata.push(meta);
     }
-    session.publish("simulate")?;
+    timed(&mut in_store, || session.publish("simulate"))?;
     out.wall = started.elapsed();
+    out.store = in_store;
     Ok(out)
 }
 

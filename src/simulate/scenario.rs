@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
-use super::build::{self, BuildOutcome};
+use super::build::{self, BuildOutcome, SourceStamps};
 use super::oracle;
 use super::workspace::{FnRef, Scale, TypeRef, Workspace};
 use crate::clean;
@@ -127,15 +127,16 @@ pub fn run(
     let mut results = Vec::new();
     let a = compiler("0.9.0", "debug");
     let mut ws = Workspace::generate(options.scale, options.seed);
+    let mut stamps = SourceStamps::new();
     let packages = ws.packages.len();
 
     progress("cold build");
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     let ok = is_cold(&ws, &out);
     results.push(result("cold build", out, cold_expectation(&ws), ok));
 
     progress("no-op rebuild");
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     let ok = out.skipped == packages && out.lookups() == 0;
     results.push(result(
         "no-op rebuild",
@@ -158,7 +159,7 @@ pub fn run(
         edited_files += 1;
     }
     ws.packages[0].functions[1].names_seed ^= 0x5eed;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     let ok = out.parse.misses == edited_files
         && out.function.misses + out.instance.misses + out.comptime.misses == 0;
     results.push(result(
@@ -171,13 +172,13 @@ pub fn run(
     progress("leaf body edit");
     let leaf = pick_leaf(&ws);
     ws.packages[leaf.package].functions[leaf.function].body_seed ^= 1;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     results.push(check_rekey("leaf body edit", &ws, out, &[leaf], &[]));
 
     progress("recursive group edit");
     let member = pick_group_member(&ws);
     ws.packages[member.package].functions[member.function].body_seed ^= 1;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     results.push(check_rekey(
         "edit in a recursive group",
         &ws,
@@ -189,14 +190,14 @@ pub fn run(
     progress("type definition edit");
     let ty = TypeRef::Defined { package: 0, ty: 0 };
     ws.packages[0].types[0].fields.push("added".into());
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     results.push(check_rekey("type definition edit", &ws, out, &[], &[ty]));
 
     progress("upstream signature change");
     let before = results_metadata(&results);
     let public = pick_public_called_downstream(&ws);
     ws.packages[0].functions[public.function].params += 1;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = build::build(&ws, store, &index, &a, &mut stamps)?;
     let changed = before.as_ref().is_some_and(|old| {
         diff(old, &out.metadata[0])
             .changed_functions
@@ -211,12 +212,12 @@ pub fn run(
 
     progress("compiler upgrade");
     let upgraded = compiler("0.10.0", "debug");
-    let out = build::build(&ws, store, &index, &upgraded)?;
+    let out = build::build(&ws, store, &index, &upgraded, &mut stamps)?;
     let misses_all = is_cold(&ws, &out);
     let old_ns = a.namespace()?;
     let cleaned = clean::clean_namespace(store, &index, &old_ns)?;
     let gone = store.list_refs(&old_ns)?.is_empty() && cleaned.objects > 0;
-    let again = build::build(&ws, store, &index, &upgraded)?;
+    let again = build::build(&ws, store, &index, &upgraded, &mut stamps)?;
     let warm = again.skipped == packages;
     let mut row = result(
         "compiler upgrade + gc of the old namespace",
@@ -235,9 +236,9 @@ pub fn run(
 
     progress("two compilers alternating");
     let release = compiler("0.10.0", "release");
-    let cold_b = build::build(&ws, store, &index, &release)?;
-    let warm_a = build::build(&ws, store, &index, &upgraded)?;
-    let warm_b = build::build(&ws, store, &index, &release)?;
+    let cold_b = build::build(&ws, store, &index, &release, &mut stamps)?;
+    let warm_a = build::build(&ws, store, &index, &upgraded, &mut stamps)?;
+    let warm_b = build::build(&ws, store, &index, &release, &mut stamps)?;
     let ok = cold_b.skipped == 0 && warm_a.skipped == packages && warm_b.skipped == packages;
     let mut row = result(
         "two compilers alternating",
