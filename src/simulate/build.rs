@@ -10,8 +10,10 @@
 //! 3. Semantic hashes: feed every function to a [`SemanticHasher`], then
 //!    [`hash_call_graph`] with upstream callees from their metadata.
 //! 4. Function tier (non-generic functions), instance tier (every call to a
-//!    generic function, by type arguments) and comptime tier: hit → reuse;
-//!    miss → "compile" (deterministic bytes) and store.
+//!    generic function, by type arguments) and comptime tier: hit → reuse,
+//!    its bytes checked against what compiling gives (a wrong hit is
+//!    counted, and fails every scenario); miss → "compile" (deterministic
+//!    bytes) and store.
 //! 5. Metadata and the build root; at the end, all refs in one transaction.
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,7 +27,7 @@ use crate::compiler::{
 };
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::Index;
+use crate::index::{Index, Lookup};
 use crate::name::PackageName;
 use crate::store::Store;
 
@@ -70,6 +72,8 @@ pub struct BuildOutcome {
     pub puts: u64,
     /// Bytes of artifacts stored.
     pub bytes_written: u64,
+    /// Hits whose bytes differ from what compiling gives (must be 0).
+    pub wrong_hits: u64,
     /// Non-generic functions whose function-tier key missed.
     pub missed_functions: BTreeSet<FnRef>,
     /// Instance keys that missed.
@@ -193,6 +197,20 @@ fn fingerprint(ws: &Workspace, p: usize, file: usize) -> blake3::Hash {
     h.finalize()
 }
 
+/// Whether `found` is a hit; a hit whose bytes are not `expected` (what
+/// compiling would give) is counted in `wrong`.
+fn checked(found: Lookup<Vec<u8>>, expected: &[u8], wrong: &mut u64) -> bool {
+    match found {
+        Lookup::Hit(bytes) => {
+            if bytes != expected {
+                *wrong += 1;
+            }
+            true
+        }
+        Lookup::Miss(_) => false,
+    }
+}
+
 /// Runs `f`, adding its time to `total`.
 fn timed<T>(total: &mut Duration, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
@@ -213,18 +231,60 @@ fn artifact(seed: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-/// Builds the whole workspace once with `compiler`, publishing its refs;
-/// `stamps` carries the file hashes from one build to the next.
-///
-/// # Errors
-/// Store, index and hasher errors; [`crate::Error::Conflict`] if another
-/// build moved this namespace's refs meanwhile.
-pub fn build(
+/// Builds workspaces on one store, build after build, keeping the file
+/// stamps between builds.
+pub struct Builder<'a> {
+    store: &'a Store,
+    index: &'a Index,
+    stamps: SourceStamps,
+    progress: &'a dyn Fn(usize, usize),
+}
+
+impl std::fmt::Debug for Builder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store.root())
+            .field("stamps", &self.stamps.files.len())
+            .finish()
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// A builder on `store` and `index`; `progress(done, total)` is told
+    /// each package as the build reaches it.
+    pub fn new(store: &'a Store, index: &'a Index, progress: &'a dyn Fn(usize, usize)) -> Self {
+        Builder {
+            store,
+            index,
+            stamps: SourceStamps::new(),
+            progress,
+        }
+    }
+
+    /// Builds the whole workspace once with `compiler`, publishing its refs.
+    ///
+    /// # Errors
+    /// Store, index and hasher errors; [`crate::Error::Conflict`] if another
+    /// build moved this namespace's refs meanwhile.
+    pub fn build(&mut self, ws: &Workspace, compiler: &CompilerId) -> Result<BuildOutcome> {
+        build(
+            ws,
+            self.store,
+            self.index,
+            compiler,
+            &mut self.stamps,
+            self.progress,
+        )
+    }
+}
+
+fn build(
     ws: &Workspace,
     store: &Store,
     index: &Index,
     compiler: &CompilerId,
     stamps: &mut SourceStamps,
+    progress: &dyn Fn(usize, usize),
 ) -> Result<BuildOutcome> {
     let started = Instant::now();
     let mut out = BuildOutcome::default();
@@ -233,6 +293,7 @@ pub fn build(
     let keys = session.keys().clone();
     let mut metadata_ids: Vec<ObjectId> = Vec::with_capacity(ws.packages.len());
     for (p, package) in ws.packages.iter().enumerate() {
+        progress(p, ws.packages.len());
         let name = PackageName::new(package.name.as_str())?;
         let (file_hashes, mut texts): (Vec<ContentHash>, Vec<Option<String>>) =
             (0..package.files.len())
@@ -253,10 +314,11 @@ pub fn build(
         // Parse tier.
         for (f, (hash, text)) in file_hashes.iter().zip(&mut texts).enumerate() {
             let key = keys.parse(*hash)?;
-            let hit = timed(&mut in_store, || session.get(&name, &key, "ast"))?.is_hit();
+            let found = timed(&mut in_store, || session.get(&name, &key, "ast"))?;
+            let text = text.get_or_insert_with(|| package.files[f].text(ws, p));
+            let hit = checked(found, text.as_bytes(), &mut out.wrong_hits);
             out.parse.count(hit);
             if !hit {
-                let text = text.get_or_insert_with(|| package.files[f].text(ws, p));
                 timed(&mut in_store, || {
                     session.put(&name, &key, &[("ast", text.as_bytes())])
                 })?;
@@ -301,14 +363,15 @@ pub fn build(
                 continue;
             };
             let key = keys.function(&package.name, &function.name, &hash)?;
-            let hit = timed(&mut in_store, || session.get(&name, &key, "code"))?.is_hit();
+            let code = artifact(key.key().encoding(), 40 * function.statements);
+            let found = timed(&mut in_store, || session.get(&name, &key, "code"))?;
+            let hit = checked(found, &code, &mut out.wrong_hits);
             out.function.count(hit);
             if !hit {
                 out.missed_functions.insert(FnRef {
                     package: p,
                     function: f,
                 });
-                let code = artifact(key.key().encoding(), 40 * function.statements);
                 timed(&mut in_store, || {
                     session.put(&name, &key, &[("code", &code)])
                 })?;
@@ -344,12 +407,13 @@ pub fn build(
                     .map(|t| type_hash(ws, *t))
                     .collect::<Result<Vec<_>>>()?;
                 let key = keys.instance(&source.name, &callee.name, &args, &body, &defs)?;
-                let hit = timed(&mut in_store, || session.get(&name, &key, "ast"))?.is_hit();
+                let ast = artifact(key.key().encoding(), 40 * callee.statements);
+                let found = timed(&mut in_store, || session.get(&name, &key, "ast"))?;
+                let hit = checked(found, &ast, &mut out.wrong_hits);
                 out.instance.count(hit);
                 if !hit {
                     out.missed_instances
                         .insert((call.target, call.type_args.clone()));
-                    let ast = artifact(key.key().encoding(), 40 * callee.statements);
                     timed(&mut in_store, || session.put(&name, &key, &[("ast", &ast)]))?;
                     out.puts += 1;
                     out.bytes_written += ast.len() as u64;
@@ -364,10 +428,11 @@ pub fn build(
             };
             let args_hash = SemanticHash::from(blake3::hash(&args.to_le_bytes()));
             let key = keys.comptime(&function.name, &args_hash, &body)?;
-            let hit = timed(&mut in_store, || session.get(&name, &key, "value"))?.is_hit();
+            let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
+            let found = timed(&mut in_store, || session.get(&name, &key, "value"))?;
+            let hit = checked(found, &value, &mut out.wrong_hits);
             out.comptime.count(hit);
             if !hit {
-                let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
                 timed(&mut in_store, || {
                     session.put(&name, &key, &[("value", &value)])
                 })?;
