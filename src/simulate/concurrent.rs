@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::build::{BuildOutcome, Builder};
+use super::build::{BuildOutcome, Builder, TierOutcome};
 use super::oracle;
 use super::scenario::{
     ScenarioResult, SimulateOptions, compiler, is_cold, non_generic, pick_group_member,
@@ -213,11 +213,16 @@ pub fn concurrent_builder(
     } else {
         "MISMATCH"
     };
+    let tier = |t: &TierOutcome| format!("{}/{}/{}", t.lookups, t.hits, t.misses);
     Ok(format!(
-        "{status} lookups={} hits={} misses={} puts={} bytes={} conflicts={conflicts} wrong={} {}",
-        total.lookups(),
-        total.lookups() - total.misses(),
-        total.misses(),
+        "{status} built={} skipped={} parse={} function={} instance={} comptime={} puts={} \
+         bytes={} conflicts={conflicts} wrong={} {}",
+        total.built,
+        total.skipped,
+        tier(&total.parse),
+        tier(&total.function),
+        tier(&total.instance),
+        tier(&total.comptime),
         total.puts,
         total.bytes_written,
         total.wrong_hits,
@@ -245,17 +250,34 @@ fn add(total: &mut BuildOutcome, one: &BuildOutcome) {
     total.skipped += one.skipped;
 }
 
-/// A builder's line: `(ok, the value of each key=value field)`.
-fn parse_line(line: &str) -> (bool, impl Fn(&str) -> u64 + '_) {
-    let ok = line.split(' ').next() == Some("ok");
-    let field = move |name: &str| {
-        line.split(' ')
-            .filter_map(|f| f.split_once('='))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (ok, field)
+/// The value of field `name` (`name=value`) of a builder's line.
+fn field<'l>(line: &'l str, name: &str) -> &'l str {
+    line.split(' ')
+        .filter_map(|f| f.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map_or("", |(_, v)| v)
+}
+
+/// Adds a builder's line to `total`; whether the builder said `ok`.
+fn add_line(total: &mut BuildOutcome, line: &str) -> bool {
+    let number = |text: &str| text.parse::<u64>().unwrap_or(0);
+    for (name, tier) in [
+        ("parse", &mut total.parse),
+        ("function", &mut total.function),
+        ("instance", &mut total.instance),
+        ("comptime", &mut total.comptime),
+    ] {
+        let mut counts = field(line, name).split('/').map(number);
+        tier.lookups += counts.next().unwrap_or(0);
+        tier.hits += counts.next().unwrap_or(0);
+        tier.misses += counts.next().unwrap_or(0);
+    }
+    total.puts += number(field(line, "puts"));
+    total.bytes_written += number(field(line, "bytes"));
+    total.wrong_hits += number(field(line, "wrong"));
+    total.built += number(field(line, "built")) as usize;
+    total.skipped += number(field(line, "skipped")) as usize;
+    line.split(' ').next() == Some("ok")
 }
 
 /// What the gc loop did.
@@ -263,7 +285,6 @@ fn parse_line(line: &str) -> (bool, impl Fn(&str) -> u64 + '_) {
 struct GcLoop {
     runs: u64,
     removed: u64,
-    evicted: u64,
 }
 
 /// Runs gc on the store at `root`, through its own handle, until `stop`
@@ -284,7 +305,6 @@ fn gc_loop(root: &Path, options: StoreOptions, stop: &AtomicBool) -> Result<GcLo
         let report = gc::collect(&store, &index, policy, &|_| {})?;
         done.runs += 1;
         done.removed += report.objects.removed_objects;
-        done.evicted += report.entries_evicted;
         if stop.load(Ordering::Acquire) {
             store.flush()?;
             return Ok(done);
@@ -331,13 +351,7 @@ pub fn run(
     let mut parts = Vec::new();
     for (role, line) in lines {
         let line = line?;
-        let (ok, field) = parse_line(&line);
-        all_ok &= ok;
-        outcome.instance.lookups += field("lookups");
-        outcome.instance.hits += field("hits");
-        outcome.instance.misses += field("misses");
-        outcome.puts += field("puts");
-        outcome.bytes_written += field("bytes");
+        all_ok &= add_line(&mut outcome, &line);
         parts.push(format!("{}: {line}", role.name()));
     }
     outcome.wall = started.elapsed();
@@ -347,11 +361,10 @@ pub fn run(
         .filter(|p| !p.kind.is_litter())
         .count();
     let measured = format!(
-        "{}; gc ran {} times, removed {} objects, evicted {} entries; verify: {}",
+        "{}; gc ran {} times, removed {} objects; verify: {}",
         parts.join("; "),
         gc.runs,
         gc.removed,
-        gc.evicted,
         if report.is_clean() {
             "clean".to_string()
         } else {
