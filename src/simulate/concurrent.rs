@@ -11,11 +11,11 @@
 //! refs: a publish that loses the race fails with a conflict and is built
 //! again (a fresh session, which then finds the winner's work), and their
 //! misses may only be a subset of the oracle's (the other may have compiled
-//! first). gc runs with a one-second grace period and no reflog protection,
-//! so it removes what the builds leave behind (roots and metadata their refs
-//! moved away from, the roots of a publish that lost a race) while they run,
-//! including roots another builder's session is about to read on its quick
-//! path (which must then rebuild, not fail). It evicts no index entry: an
+//! first). gc runs in a loop with the shortest grace period the lock
+//! protocol allows while builds run (just over [`FRESHEN_ON_PUT`]) and no
+//! reflog protection, so it removes, while the builders run, every root and
+//! metadata object older than that whose ref has moved on (at scales M and
+//! L, the earlier scenarios leave plenty). It evicts no index entry: an
 //! evicted entry is an extra miss, which would blur the exact counts.
 
 use std::path::Path;
@@ -33,7 +33,7 @@ use crate::compiler::CompilerId;
 use crate::error::{Error, Result};
 use crate::gc::{self, GcOptions, GcPolicy};
 use crate::index::Index;
-use crate::store::{Store, StoreOptions};
+use crate::store::{FRESHEN_ON_PUT, Store, StoreOptions};
 use crate::verify::{self, VerifyOptions};
 
 /// One builder process of the concurrency scenario.
@@ -64,17 +64,6 @@ impl BuilderRole {
         match self {
             BuilderRole::Build | BuilderRole::Check => compiler("1.0.0", "debug"),
             BuilderRole::Test => compiler("1.0.0", "test"),
-        }
-    }
-
-    /// How long it waits before each build after the first: an editor's
-    /// checker runs after each save, not back to back. Its builds then
-    /// outlast gc's grace period, so gc removes the others' garbage (and
-    /// roots its own sessions are about to read) while it runs.
-    fn pause(self) -> Duration {
-        match self {
-            BuilderRole::Check => Duration::from_millis(1100),
-            BuilderRole::Build | BuilderRole::Test => Duration::ZERO,
         }
     }
 
@@ -155,10 +144,7 @@ pub fn concurrent_builder(
 
     let member = pick_group_member(&ws);
     ws.packages[member.package].functions[member.function].body_seed ^= 1;
-    let edited = {
-        std::thread::sleep(role.pause());
-        build_until_published(&mut builder, &ws, role, &mut conflicts)?
-    };
+    let edited = build_until_published(&mut builder, &ws, role, &mut conflicts)?;
     let rekeyed = oracle::rekeyed_functions(&ws, &[member]);
     if role.exclusive() {
         if !rekey_matches(&ws, &edited, &[member], &[]) {
@@ -173,14 +159,11 @@ pub fn concurrent_builder(
     add(&mut total, &edited);
 
     // Undo the edit, then make it again: every key was stored before (and
-    // gc evicts no entry), so both builds hit everything they look up, while
-    // their roots are the very ones gc may just have removed as garbage.
+    // gc evicts no entry), so both builds hit everything they look up; their
+    // roots are written again, over ones whose refs had moved on.
     for phase in ["undoing the edit", "redoing the edit"] {
         ws.packages[member.package].functions[member.function].body_seed ^= 1;
-        let again = {
-            std::thread::sleep(role.pause());
-            build_until_published(&mut builder, &ws, role, &mut conflicts)?
-        };
+        let again = build_until_published(&mut builder, &ws, role, &mut conflicts)?;
         if again.misses() != 0 {
             problems.push(if phase == "undoing the edit" {
                 "undoing the edit missed a key stored before"
@@ -194,10 +177,7 @@ pub fn concurrent_builder(
     // Whatever is published now must be this model's build: the other
     // builder of a shared namespace builds the same model, so after both
     // are done racing a build finds every package's metadata as computed.
-    let last = {
-        std::thread::sleep(role.pause());
-        build_until_published(&mut builder, &ws, role, &mut conflicts)?
-    };
+    let last = build_until_published(&mut builder, &ws, role, &mut conflicts)?;
     if role.exclusive() && (last.skipped != packages || last.lookups() != 0) {
         problems.push("the no-op rebuild did not skip every package");
     }
@@ -294,7 +274,11 @@ fn gc_loop(root: &Path, options: StoreOptions, stop: &AtomicBool) -> Result<GcLo
     let index = Index::open(&store)?;
     let policy = GcPolicy {
         objects: GcOptions {
-            grace: Duration::from_secs(1),
+            // The shortest grace the lock protocol allows while builds
+            // run: a put that finds an object already there freshens it
+            // only once a minute, so a shorter grace could remove an object
+            // between a put that found it and the pin that follows.
+            grace: FRESHEN_ON_PUT + Duration::from_secs(1),
             ..GcOptions::default()
         },
         reflog_keep: Duration::ZERO,
