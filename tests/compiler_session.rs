@@ -196,16 +196,26 @@ fn the_quick_path_skips_an_unchanged_package_without_touching_the_index() {
     assert_eq!(previous.metadata_id, built.meta);
     assert_eq!(session.metadata_id(&app), Some(built.meta));
     assert_eq!(
-        session.load_metadata(&built.meta).unwrap(),
+        previous.metadata,
         meta("app", 1),
-        "downstream packages read the skipped package's metadata"
+        "downstream packages get the skipped package's metadata"
+    );
+    assert!(
+        store.live_pins().unwrap().is_empty(),
+        "the quick path pins nothing"
     );
     let report = session.publish("skip app").unwrap();
     assert_eq!((report.built, report.skipped), (0, 1));
+    assert!(report.refs.is_empty(), "{report:?}");
     assert_eq!(
         store.read_ref(&ns, &app).unwrap(),
         Some(built.root),
         "the skipped root is carried unchanged"
+    );
+    assert_eq!(
+        store.reflog(&ns, &app).unwrap().entries.len(),
+        1,
+        "a no-op build writes no ref and no reflog line"
     );
     assert_eq!(
         tier(&store, ns.as_str(), Tier::Parse),
@@ -253,6 +263,27 @@ fn the_quick_path_skips_an_unchanged_package_without_touching_the_index() {
         tier(&store, ns.as_str(), Tier::Meta).absent,
         meta_after.absent + 4
     );
+}
+
+#[test]
+fn a_previous_build_whose_metadata_is_gone_is_rebuilt_not_an_error() {
+    let (_dir, store) = open();
+    let index = Index::open(&store).unwrap();
+    let built = build_app(&store, &index, &[b"a.rk"], &[]);
+    std::fs::remove_file(store.object_path(&built.meta)).unwrap();
+    let mut session = BuildSession::open(&store, &index, &rask("1.0")).unwrap();
+    let files = [ContentHash::of(b"a.rk")];
+    assert!(
+        session
+            .quick_check(&pkg("app"), &files, &[])
+            .unwrap()
+            .is_none(),
+        "a skip would hand downstream packages metadata that is not there"
+    );
+    drop(session);
+    store.flush().unwrap();
+    let ns = rask("1.0").namespace().unwrap();
+    assert_eq!(tier(&store, ns.as_str(), Tier::Meta).dangling, 1);
 }
 
 #[test]

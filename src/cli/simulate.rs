@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use rask_store::Store;
+use rask_store::simulate::concurrent::{self, BuilderRole};
 use rask_store::simulate::scenario::{self, SimulateOptions};
 use rask_store::simulate::workspace::Scale;
 
@@ -16,7 +17,9 @@ use super::{Context, Failure, print_line};
 /// compiler layer and a real store: cold build, no-op rebuild, cosmetic edit,
 /// leaf body edit, edit in a recursive group, type definition edit, upstream
 /// signature change, compiler upgrade with gc of the old namespace, two
-/// compilers alternating, and a JIT session. Each scenario's outcome is
+/// compilers alternating, a JIT session, and three builder processes (a
+/// build, a test run, an editor's checker) on the store at once while gc
+/// runs, then verify. Each scenario's outcome is
 /// checked against what the semantic-hash caching design says must happen;
 /// the command exits 1 if any differs.
 ///
@@ -43,10 +46,23 @@ pub struct Args {
     /// (the second process of the JIT scenario)
     #[arg(long, value_name = "N", hide = true)]
     jit_reload_child: Option<usize>,
+
+    /// Run one builder of the concurrency scenario on --store (build, test
+    /// or check) and print its one-line report
+    #[arg(long, value_name = "ROLE", hide = true)]
+    concurrent_builder: Option<BuilderRole>,
 }
 
 fn parse_scale(text: &str) -> Result<Scale, String> {
     text.parse()
+}
+
+fn scale_name(scale: Scale) -> &'static str {
+    match scale {
+        Scale::S => "S",
+        Scale::M => "M",
+        Scale::L => "L",
+    }
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
@@ -55,6 +71,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         let hits = scenario::jit_reload(&store, n)?;
         let mut out = io::stdout().lock();
         print_line(&mut out, hits)?;
+        return out.flush().map_err(super::output_failure);
+    }
+    let options = SimulateOptions {
+        scale: args.scale,
+        seed: args.seed,
+        jit_entries: args.jit_entries,
+    };
+    if let Some(role) = args.concurrent_builder {
+        let store = ctx.open()?;
+        let line = concurrent::concurrent_builder(&store, options, role)?;
+        store.flush()?;
+        let mut out = io::stdout().lock();
+        print_line(&mut out, line)?;
         return out.flush().map_err(super::output_failure);
     }
     let temp;
@@ -67,15 +96,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             .map_err(|e| Failure::failed(format!("could not create a temporary store: {e}")))?;
         Store::create(temp.path().join("store"), ctx.options())?
     };
-    let options = SimulateOptions {
-        scale: args.scale,
-        seed: args.seed,
-        jit_entries: args.jit_entries,
-    };
     let line = ProgressLine::stderr();
-    let results = scenario::run(&store, options, &reload_in_child, &|name| {
-        line.update(|| format!("simulate: {name}…"))
-    })?;
+    let results = scenario::run(
+        &store,
+        options,
+        &reload_in_child,
+        &launch_builder,
+        &|name| line.update(|| format!("simulate: {name}…")),
+    )?;
     line.finish();
     let mut out = io::stdout().lock();
     let mut failed = 0;
@@ -83,8 +111,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         print_line(
             &mut out,
             format_args!(
-                "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9}  {}",
-                "scenario", "lookups", "hits", "misses", "puts", "bytes", "ms", "check"
+                "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9} {:>9}  {}",
+                "scenario", "lookups", "hits", "misses", "puts", "bytes", "ms", "store ms", "check"
             ),
         )?;
     }
@@ -110,6 +138,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                 ("puts", o.puts.into()),
                 ("bytes_written", o.bytes_written.into()),
                 ("wall_ms", (o.wall.as_millis() as u64).into()),
+                ("store_ms", (o.store.as_millis() as u64).into()),
                 ("expected", r.expected.clone().into()),
                 ("measured", r.measured.clone().into()),
             ]);
@@ -118,7 +147,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             print_line(
                 &mut out,
                 format_args!(
-                    "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9.1}  {}",
+                    "{:<44} {:>8} {:>8} {:>8} {:>7} {:>11} {:>9.1} {:>9.1}  {}",
                     r.name,
                     o.lookups(),
                     hits,
@@ -126,6 +155,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                     o.puts,
                     o.bytes_written,
                     o.wall.as_secs_f64() * 1000.0,
+                    o.store.as_secs_f64() * 1000.0,
                     if r.ok { "ok" } else { "MISMATCH" }
                 ),
             )?;
@@ -179,4 +209,62 @@ fn reload_in_child(store: &Store, entries: usize) -> rask_store::Result<usize> {
             String::from_utf8_lossy(&out.stderr).trim()
         )),
     })
+}
+
+/// Starts one builder of the concurrency scenario in its own `rask-store`
+/// process; the returned function waits for it and returns its report line.
+fn launch_builder(
+    store: &Store,
+    role: BuilderRole,
+    options: SimulateOptions,
+) -> rask_store::Result<Box<dyn FnOnce() -> rask_store::Result<String>>> {
+    let exe = std::env::current_exe().map_err(|e| rask_store::Error::Io {
+        action: "find",
+        path: "rask-store".into(),
+        source: e,
+    })?;
+    let child = std::process::Command::new(&exe)
+        .arg("--store")
+        .arg(store.root())
+        .args([
+            "simulate",
+            "--scale",
+            scale_name(options.scale),
+            "--seed",
+            &options.seed.to_string(),
+            "--concurrent-builder",
+            role.name(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| rask_store::Error::Io {
+            action: "run",
+            path: exe.clone(),
+            source: e,
+        })?;
+    Ok(Box::new(move || {
+        let out = child
+            .wait_with_output()
+            .map_err(|e| rask_store::Error::Io {
+                action: "wait for",
+                path: exe.clone(),
+                source: e,
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !text.is_empty() {
+            return Ok(text);
+        }
+        Err(rask_store::Error::Io {
+            action: "read the answer of",
+            path: exe,
+            source: io::Error::other(format!(
+                "the {} builder exited with {} and printed {:?} and {:?}",
+                role.name(),
+                out.status,
+                text,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        })
+    }))
 }

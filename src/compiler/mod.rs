@@ -35,7 +35,8 @@
 //!   pinning every object it returns or writes), writes one build root per
 //!   package ([`root`]) linking everything the package's build used,
 //!   answers the quick path ([`BuildSession::quick_check`]) from a package's
-//!   ref and root alone, and publishes every package ref in one transaction.
+//!   ref, root and metadata alone, and publishes every changed package ref
+//!   in one transaction.
 //! - [`explain`]: which key component differs from the closest key the
 //!   previous build used for the same function.
 //!

@@ -103,60 +103,107 @@ impl BuildRoot {
     /// [`Error::Malformed`] for anything but the canonical form, or when
     /// `links` does not start with the metadata id.
     pub fn decode(payload: &[u8], links: &[ObjectId]) -> Result<BuildRoot> {
-        let bad = |reason: String| Error::Malformed { what: WHAT, reason };
-        let mut r = Reader {
-            bytes: payload,
-            pos: 0,
-        };
-        if r.take(4).map_err(&bad)? != ROOT_MAGIC {
-            return Err(bad("not a build root (bad magic)".into()));
-        }
-        let version = r.u8().map_err(&bad)?;
-        if version != ROOT_VERSION {
-            return Err(bad(format!(
-                "root version {version} is not the supported version {ROOT_VERSION}; \
-                 rebuild the package"
-            )));
-        }
-        let package = PackageName::new(r.str().map_err(&bad)?).map_err(|e| bad(e.to_string()))?;
-        let namespace = Namespace::new(r.str().map_err(&bad)?).map_err(|e| bad(e.to_string()))?;
-        let metadata_id = ObjectId::from_bytes(r.hash().map_err(&bad)?);
-        let files = r.hashes().map_err(&bad)?;
-        let upstream = r.hashes().map_err(&bad)?;
-        let count = r.u32().map_err(&bad)?;
-        let mut keys = Vec::new();
-        let mut previous: Option<&[u8]> = None;
-        for i in 0..count {
-            let len = r.u32().map_err(&bad)? as usize;
-            let encoding = r.take(len).map_err(&bad)?;
-            if previous.is_some_and(|p| p >= encoding) {
-                return Err(bad(format!("key {i} is out of order or repeated")));
-            }
-            previous = Some(encoding);
-            let key = Key::decode(encoding).map_err(|e| bad(format!("key {i}: {e}")))?;
-            if key.namespace() != &namespace {
-                return Err(bad(format!("key {i} is in another namespace")));
-            }
-            keys.push(CacheKey::from_key(key).map_err(|e| bad(format!("key {i}: {e}")))?);
-        }
-        if r.pos != payload.len() {
-            return Err(bad(format!(
-                "{} trailing bytes after the root",
-                payload.len() - r.pos
-            )));
-        }
-        if links.first() != Some(&metadata_id) {
-            return Err(bad("the first link is not the metadata object".into()));
-        }
+        let (inputs, keys) = parse(payload, links, true)?;
         Ok(BuildRoot {
-            package,
-            namespace,
-            metadata_id,
-            file_hashes: files.into_iter().map(ContentHash::from_bytes).collect(),
-            upstream_metadata_ids: upstream.into_iter().map(ObjectId::from_bytes).collect(),
+            package: inputs.package,
+            namespace: inputs.namespace,
+            metadata_id: inputs.metadata_id,
+            file_hashes: inputs.file_hashes,
+            upstream_metadata_ids: inputs.upstream_metadata_ids,
             keys,
         })
     }
+
+    /// Decodes only what the quick path compares: everything but the key
+    /// list, whose framing and order are still checked but whose keys are
+    /// not decoded (a build of a few hundred keys costs a walk, not a
+    /// decode of each).
+    ///
+    /// # Errors
+    /// As [`BuildRoot::decode`], except that a key that is not a valid key
+    /// of the namespace is not noticed.
+    pub fn decode_inputs(payload: &[u8], links: &[ObjectId]) -> Result<RootInputs> {
+        parse(payload, links, false).map(|(inputs, _)| inputs)
+    }
+}
+
+/// The part of a root the quick path compares (see [`BuildRoot::decode_inputs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootInputs {
+    /// The package.
+    pub package: PackageName,
+    /// The namespace it was built in.
+    pub namespace: Namespace,
+    /// The package's metadata object.
+    pub metadata_id: ObjectId,
+    /// The content hashes of its source files, sorted and distinct.
+    pub file_hashes: Vec<ContentHash>,
+    /// The metadata ids of the upstream packages it was built against, sorted and distinct.
+    pub upstream_metadata_ids: Vec<ObjectId>,
+}
+
+/// Parses a root payload; the keys are decoded only when `decode_keys`.
+fn parse(
+    payload: &[u8],
+    links: &[ObjectId],
+    decode_keys: bool,
+) -> Result<(RootInputs, Vec<CacheKey>)> {
+    let bad = |reason: String| Error::Malformed { what: WHAT, reason };
+    let mut r = Reader {
+        bytes: payload,
+        pos: 0,
+    };
+    if r.take(4).map_err(&bad)? != ROOT_MAGIC {
+        return Err(bad("not a build root (bad magic)".into()));
+    }
+    let version = r.u8().map_err(&bad)?;
+    if version != ROOT_VERSION {
+        return Err(bad(format!(
+            "root version {version} is not the supported version {ROOT_VERSION}; \
+             rebuild the package"
+        )));
+    }
+    let package = PackageName::new(r.str().map_err(&bad)?).map_err(|e| bad(e.to_string()))?;
+    let namespace = Namespace::new(r.str().map_err(&bad)?).map_err(|e| bad(e.to_string()))?;
+    let metadata_id = ObjectId::from_bytes(r.hash().map_err(&bad)?);
+    let files = r.hashes().map_err(&bad)?;
+    let upstream = r.hashes().map_err(&bad)?;
+    let count = r.u32().map_err(&bad)?;
+    let mut keys = Vec::new();
+    let mut previous: Option<&[u8]> = None;
+    for i in 0..count {
+        let len = r.u32().map_err(&bad)? as usize;
+        let encoding = r.take(len).map_err(&bad)?;
+        if previous.is_some_and(|p| p >= encoding) {
+            return Err(bad(format!("key {i} is out of order or repeated")));
+        }
+        previous = Some(encoding);
+        if !decode_keys {
+            continue;
+        }
+        let key = Key::decode(encoding).map_err(|e| bad(format!("key {i}: {e}")))?;
+        if key.namespace() != &namespace {
+            return Err(bad(format!("key {i} is in another namespace")));
+        }
+        keys.push(CacheKey::from_key(key).map_err(|e| bad(format!("key {i}: {e}")))?);
+    }
+    if r.pos != payload.len() {
+        return Err(bad(format!(
+            "{} trailing bytes after the root",
+            payload.len() - r.pos
+        )));
+    }
+    if links.first() != Some(&metadata_id) {
+        return Err(bad("the first link is not the metadata object".into()));
+    }
+    let inputs = RootInputs {
+        package,
+        namespace,
+        metadata_id,
+        file_hashes: files.into_iter().map(ContentHash::from_bytes).collect(),
+        upstream_metadata_ids: upstream.into_iter().map(ObjectId::from_bytes).collect(),
+    };
+    Ok((inputs, keys))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -282,5 +329,25 @@ mod tests {
         trailing.push(0);
         assert!(BuildRoot::decode(&trailing, &links).is_err());
         assert!(BuildRoot::decode(&bytes, &[]).is_err());
+    }
+
+    #[test]
+    fn the_quick_path_decode_gives_the_same_inputs_and_refuses_the_same_framing() {
+        let (root, links) = sample();
+        let bytes = root.encode();
+        let full = BuildRoot::decode(&bytes, &links).unwrap();
+        let inputs = BuildRoot::decode_inputs(&bytes, &links).unwrap();
+        assert_eq!(inputs.package, full.package);
+        assert_eq!(inputs.namespace, full.namespace);
+        assert_eq!(inputs.metadata_id, full.metadata_id);
+        assert_eq!(inputs.file_hashes, full.file_hashes);
+        assert_eq!(inputs.upstream_metadata_ids, full.upstream_metadata_ids);
+        for len in 0..bytes.len() {
+            assert!(
+                BuildRoot::decode_inputs(&bytes[..len], &links).is_err(),
+                "len {len}"
+            );
+        }
+        assert!(BuildRoot::decode_inputs(&bytes, &[]).is_err());
     }
 }

@@ -5,19 +5,24 @@
 //! # Files
 //! A session writes only through the store's public API: objects (tier
 //! parts, `Kind::Meta` metadata, `Kind::Root` build roots, see
-//! [`crate::compiler::root`]), index entries, one pin file, refs
+//! [`crate::compiler::root`]), index entries, at most one pin file (none when nothing is built), refs
 //! `refs/<namespace>/<package>` (one transaction) and statistics deltas.
 //!
 //! # Invariants
 //! - Every object the session returns from a hit or writes is pinned before
 //!   it is verified or linked, and stays pinned until [`BuildSession::publish`]
-//!   has updated the refs, so gc cannot remove it mid-build.
+//!   has updated the refs, so gc cannot remove it mid-build. The quick path
+//!   pins nothing: it returns the previous build's metadata already read,
+//!   and a skipped package's ref is not rewritten.
 //! - A package's root links every object its build used, hits and new
 //!   alike, so a published build stays whole under gc.
-//! - [`BuildSession::publish`] changes all refs or none: each update expects
-//!   the value the session read when it opened.
+//! - [`BuildSession::publish`] changes all refs it writes or none: each
+//!   update expects the value the session read when it opened. It writes
+//!   only refs whose root changed, so a no-op build writes no file but one
+//!   statistics append.
 //! - [`BuildSession::quick_check`] reads one ref (from the snapshot taken at
-//!   open) and one root object; it never touches the index.
+//!   open), one root object (its key list left undecoded) and one metadata
+//!   object; it never touches the index.
 //! - Each distinct key is counted once per session (hit or miss, by cause),
 //!   at its first lookup; puts are counted every time.
 
@@ -26,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::compiler::explain::{Explanation, explain_against};
 use crate::compiler::keys::{CacheKey, CompilerId, ContentHash, KeyBuilder, Tier, check_namespace};
 use crate::compiler::metadata::PackageMetadata;
-use crate::compiler::root::{BuildRoot, normalized};
+use crate::compiler::root::{BuildRoot, RootInputs, normalized};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::index::{Entry, Index, Lookup, Miss, MissCause, PartBytes, PartRef, PutOutcome};
@@ -43,10 +48,10 @@ use crate::store::Store;
 pub struct PreviousBuild {
     /// Its root object (the ref's value).
     pub root_id: ObjectId,
-    /// Its metadata object, for downstream packages.
+    /// Its metadata object's id.
     pub metadata_id: ObjectId,
-    /// What the root records.
-    pub root: BuildRoot,
+    /// Its metadata, already read, for downstream packages.
+    pub metadata: PackageMetadata,
 }
 
 /// A package finished in this session.
@@ -63,11 +68,12 @@ pub struct FinishedPackage {
 pub struct PublishReport {
     /// The namespace.
     pub namespace: Namespace,
-    /// Every ref written, with its root id, sorted by package.
+    /// Every ref written (the packages whose root changed), with its root
+    /// id, sorted by package.
     pub refs: Vec<(PackageName, ObjectId)>,
     /// Packages built (finished) in this session.
     pub built: usize,
-    /// Packages skipped by the quick path (their roots carried unchanged).
+    /// Packages skipped by the quick path (their refs left unchanged).
     pub skipped: usize,
 }
 
@@ -436,6 +442,17 @@ impl<'s> BuildSession<'s> {
         &self,
         package: &PackageName,
     ) -> Result<std::result::Result<(ObjectId, BuildRoot), MissCause>> {
+        self.read_root_with(package, BuildRoot::decode, |r| (&r.package, &r.namespace))
+    }
+
+    /// As [`Self::read_root`], decoding with `decode`; `names` gives the
+    /// decoded root's package and namespace, which must be this package's.
+    fn read_root_with<T>(
+        &self,
+        package: &PackageName,
+        decode: impl FnOnce(&[u8], &[ObjectId]) -> Result<T>,
+        names: impl FnOnce(&T) -> (&PackageName, &Namespace),
+    ) -> Result<std::result::Result<(ObjectId, T), MissCause>> {
         let Some(root_id) = self.start_ref(package) else {
             return Ok(Err(MissCause::Absent));
         };
@@ -447,20 +464,53 @@ impl<'s> BuildSession<'s> {
         if object.kind() != Kind::Root {
             return Ok(Err(MissCause::Corrupt));
         }
-        match BuildRoot::decode(object.payload(), object.links()) {
-            Ok(root) if &root.package == package && &root.namespace == self.namespace() => {
-                Ok(Ok((root_id, root)))
-            }
+        match decode(object.payload(), object.links()) {
+            Ok(root) if names(&root) == (package, self.namespace()) => Ok(Ok((root_id, root))),
             _ => Ok(Err(MissCause::Corrupt)),
+        }
+    }
+
+    /// The previous build's metadata, when the quick path's inputs match.
+    fn read_quick(
+        &self,
+        package: &PackageName,
+        file_hashes: &[ContentHash],
+        upstream_metadata_ids: &[ObjectId],
+    ) -> Result<std::result::Result<Option<PreviousBuild>, MissCause>> {
+        let (root_id, inputs) =
+            match self.read_root_with(package, BuildRoot::decode_inputs, |r: &RootInputs| {
+                (&r.package, &r.namespace)
+            })? {
+                Ok(found) => found,
+                Err(cause) => return Ok(Err(cause)),
+            };
+        if inputs.file_hashes != normalized(file_hashes)
+            || inputs.upstream_metadata_ids != normalized(upstream_metadata_ids)
+        {
+            return Ok(Ok(None));
+        }
+        match self.load_metadata(&inputs.metadata_id) {
+            Ok(metadata) => Ok(Ok(Some(PreviousBuild {
+                root_id,
+                metadata_id: inputs.metadata_id,
+                metadata,
+            }))),
+            Err(e) if e.is_cache_miss() => Ok(Err(cause_of(&e))),
+            Err(Error::Malformed { .. }) => Ok(Err(MissCause::Corrupt)),
+            Err(e) => Err(e),
         }
     }
 
     /// The quick path: `Some` when `package`'s previous build (per the ref
     /// read at open) had exactly these source file hashes and upstream
-    /// metadata ids, so the package can be skipped. Its root is then carried
-    /// into [`BuildSession::publish`] unchanged and its metadata id is
-    /// available from [`BuildSession::metadata_id`]. Reads one root object;
-    /// never touches the index. Counted in the `meta` tier (a skip is a hit).
+    /// metadata ids, so the package can be skipped. Its ref is then left as
+    /// it is by [`BuildSession::publish`], and its metadata, already read
+    /// and decoded, comes back in the answer (and its id from
+    /// [`BuildSession::metadata_id`]). Reads one root object (without
+    /// decoding its key list) and one metadata object; never touches the
+    /// index and pins nothing, since nothing of the previous build is used
+    /// from disk afterwards. Counted in the `meta` tier (a skip is a hit); a
+    /// root or metadata object that is missing or damaged is a miss.
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] when the package is already finished in this
@@ -472,23 +522,14 @@ impl<'s> BuildSession<'s> {
         upstream_metadata_ids: &[ObjectId],
     ) -> Result<Option<PreviousBuild>> {
         self.check_not_done(package)?;
-        let found = self.read_root(package)?;
-        self.previous
-            .insert(package.clone(), found.as_ref().ok().cloned());
+        let found = self.read_quick(package, file_hashes, upstream_metadata_ids)?;
         let mut delta = TierCounters::default();
         let answer = match found {
-            Ok((root_id, root))
-                if root.file_hashes == normalized(file_hashes)
-                    && root.upstream_metadata_ids == normalized(upstream_metadata_ids) =>
-            {
+            Ok(Some(previous)) => {
                 delta.hits = 1;
-                Some(PreviousBuild {
-                    root_id,
-                    metadata_id: root.metadata_id,
-                    root,
-                })
+                Some(previous)
             }
-            Ok(_) | Err(MissCause::Absent) => {
+            Ok(None) | Err(MissCause::Absent) => {
                 delta.absent = 1;
                 None
             }
@@ -503,7 +544,6 @@ impl<'s> BuildSession<'s> {
         };
         self.count(Tier::Meta, delta);
         if let Some(previous) = &answer {
-            self.pin(&[previous.root_id])?;
             self.done.insert(
                 package.clone(),
                 Outcome::Skipped(FinishedPackage {
@@ -620,14 +660,19 @@ impl<'s> BuildSession<'s> {
         ))
     }
 
-    /// Updates every finished and skipped package's ref to its root in one
-    /// transaction, each expecting the value read when the session opened;
-    /// then releases the pins and flushes the store (objects, statistics)
-    /// and the index.
+    /// Updates the ref of every finished package whose root differs from
+    /// the ref's value at open, in one transaction, each expecting that
+    /// value; then releases the pins and flushes the store (objects,
+    /// statistics) and the index. Skipped packages, and packages rebuilt to
+    /// the same root, are not written (a no-op build writes no ref, reflog
+    /// or transaction file). A ref of such a package that another build
+    /// moved meanwhile is left as the other build made it: every root
+    /// records the upstream metadata it was built against, so the next quick
+    /// path rebuilds whatever this build's new roots got wrong.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when another build moved one of the refs: no ref
-    /// is changed. [`Error::Locked`], [`Error::Io`].
+    /// [`Error::Conflict`] when another build moved one of the refs to be
+    /// written: no ref is changed. [`Error::Locked`], [`Error::Io`].
     pub fn publish(mut self, message: &str) -> Result<PublishReport> {
         let namespace = self.namespace().clone();
         let mut updates = Vec::with_capacity(self.done.len());
@@ -643,8 +688,13 @@ impl<'s> BuildSession<'s> {
                     f.root_id
                 }
             };
-            let expect = match self.start_refs.get(package) {
-                Some(id) => Expect::Value(*id),
+            let start = self.start_refs.get(package).copied();
+            if start == Some(root) {
+                // Skipped, or rebuilt to the same root: nothing to write.
+                continue;
+            }
+            let expect = match start {
+                Some(id) => Expect::Value(id),
                 None => Expect::Absent,
             };
             updates.push(RefUpdate::set(
@@ -654,6 +704,7 @@ impl<'s> BuildSession<'s> {
                 root,
             ));
         }
+        // An empty transaction touches nothing.
         let result = self.store.update_refs(&updates, message);
         let released = match self.pin.take() {
             Some(pin) => pin.release(),

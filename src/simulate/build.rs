@@ -2,16 +2,21 @@
 //! package in dependency order, through a [`BuildSession`].
 //!
 //! 1. Quick path: file content hashes and upstream metadata ids against the
-//!    package's previous root; unchanged → skip the package.
+//!    package's previous root; unchanged → skip the package. Like a real
+//!    compiler's file-stamp cache (mtime and size), [`SourceStamps`] keeps
+//!    each file's content hash under a fingerprint of the model fields that
+//!    render it, so an unchanged file is neither rendered nor hashed again.
 //! 2. Parse tier, per file: hit → reuse the AST; miss → "parse" and store.
 //! 3. Semantic hashes: feed every function to a [`SemanticHasher`], then
 //!    [`hash_call_graph`] with upstream callees from their metadata.
 //! 4. Function tier (non-generic functions), instance tier (every call to a
-//!    generic function, by type arguments) and comptime tier: hit → reuse;
-//!    miss → "compile" (deterministic bytes) and store.
+//!    generic function, by type arguments) and comptime tier: hit → reuse,
+//!    its bytes checked against what compiling gives (a wrong hit is
+//!    counted, and fails every scenario); miss → "compile" (deterministic
+//!    bytes) and store.
 //! 5. Metadata and the build root; at the end, all refs in one transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use super::oracle::InstanceKey;
@@ -22,7 +27,7 @@ use crate::compiler::{
 };
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::Index;
+use crate::index::{Index, Lookup};
 use crate::name::PackageName;
 use crate::store::Store;
 
@@ -67,12 +72,18 @@ pub struct BuildOutcome {
     pub puts: u64,
     /// Bytes of artifacts stored.
     pub bytes_written: u64,
+    /// Hits whose bytes differ from what compiling gives (must be 0).
+    pub wrong_hits: u64,
     /// Non-generic functions whose function-tier key missed.
     pub missed_functions: BTreeSet<FnRef>,
     /// Instance keys that missed.
     pub missed_instances: BTreeSet<InstanceKey>,
     /// Wall time of the build.
     pub wall: Duration,
+    /// The part of `wall` spent in the store: session open, quick checks,
+    /// lookups, reads, puts, roots and the publish (its flush included);
+    /// not rendering, hashing or "compiling".
+    pub store: Duration,
     /// The published package metadata, by package index.
     pub metadata: Vec<PackageMetadata>,
 }
@@ -115,6 +126,99 @@ fn signature_hash(ws: &Workspace, f: FnRef) -> Result<SemanticHash> {
     h.finish()
 }
 
+/// The content hashes of a workspace's files, kept between builds the way a
+/// compiler keeps file stamps: a file whose fingerprint (every model field
+/// its text is rendered from) is unchanged keeps its hash without being
+/// rendered.
+#[derive(Debug, Default)]
+pub struct SourceStamps {
+    files: HashMap<(usize, usize), (blake3::Hash, ContentHash)>,
+}
+
+impl SourceStamps {
+    /// No stamps: the first build renders and hashes every file.
+    pub fn new() -> SourceStamps {
+        SourceStamps::default()
+    }
+
+    /// File `file` of package `p`: its content hash, and its text when it
+    /// had to be rendered.
+    fn hash(&mut self, ws: &Workspace, p: usize, file: usize) -> (ContentHash, Option<String>) {
+        let stamp = fingerprint(ws, p, file);
+        if let Some((known, hash)) = self.files.get(&(p, file))
+            && *known == stamp
+        {
+            return (*hash, None);
+        }
+        let text = ws.packages[p].files[file].text(ws, p);
+        let hash = ContentHash::of(text.as_bytes());
+        self.files.insert((p, file), (stamp, hash));
+        (hash, Some(text))
+    }
+}
+
+/// A hash of everything [`super::workspace::SourceFile::text`] reads.
+fn fingerprint(ws: &Workspace, p: usize, file: usize) -> blake3::Hash {
+    fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    let package = &ws.packages[p];
+    let source = &package.files[file];
+    let mut h = blake3::Hasher::new();
+    field(&mut h, package.name.as_bytes());
+    field(&mut h, &(file as u64).to_le_bytes());
+    field(&mut h, &source.cosmetic.to_le_bytes());
+    if file == 0 {
+        for ty in &package.types {
+            field(&mut h, ty.name.as_bytes());
+            for f in &ty.fields {
+                field(&mut h, f.as_bytes());
+            }
+        }
+    }
+    for &f in &source.functions {
+        let function = &package.functions[f];
+        field(&mut h, function.name.as_bytes());
+        for n in [
+            function.params as u64,
+            function.statements as u64,
+            function.body_seed,
+            function.names_seed,
+            function.calls.len() as u64,
+        ] {
+            field(&mut h, &n.to_le_bytes());
+        }
+        for call in &function.calls {
+            field(&mut h, ws.packages[call.target.package].name.as_bytes());
+            field(&mut h, ws.function(call.target).name.as_bytes());
+        }
+    }
+    h.finalize()
+}
+
+/// Whether `found` is a hit; a hit whose bytes are not `expected` (what
+/// compiling would give) is counted in `wrong`.
+fn checked(found: Lookup<Vec<u8>>, expected: &[u8], wrong: &mut u64) -> bool {
+    match found {
+        Lookup::Hit(bytes) => {
+            if bytes != expected {
+                *wrong += 1;
+            }
+            true
+        }
+        Lookup::Miss(_) => false,
+    }
+}
+
+/// Runs `f`, adding its time to `total`.
+fn timed<T>(total: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    *total += started.elapsed();
+    out
+}
+
 /// Deterministic stand-in for compiled output: `len` bytes drawn from `seed`.
 fn artifact(seed: &[u8], len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 32);
@@ -127,46 +231,97 @@ fn artifact(seed: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-/// Builds the whole workspace once with `compiler`, publishing its refs.
-///
-/// # Errors
-/// Store, index and hasher errors; [`crate::Error::Conflict`] if another
-/// build moved this namespace's refs meanwhile.
-pub fn build(
+/// Builds workspaces on one store, build after build, keeping the file
+/// stamps between builds.
+pub struct Builder<'a> {
+    store: &'a Store,
+    index: &'a Index,
+    stamps: SourceStamps,
+    progress: &'a dyn Fn(usize, usize),
+}
+
+impl std::fmt::Debug for Builder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("store", &self.store.root())
+            .field("stamps", &self.stamps.files.len())
+            .finish()
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// A builder on `store` and `index`; `progress(done, total)` is told
+    /// each package as the build reaches it.
+    pub fn new(store: &'a Store, index: &'a Index, progress: &'a dyn Fn(usize, usize)) -> Self {
+        Builder {
+            store,
+            index,
+            stamps: SourceStamps::new(),
+            progress,
+        }
+    }
+
+    /// Builds the whole workspace once with `compiler`, publishing its refs.
+    ///
+    /// # Errors
+    /// Store, index and hasher errors; [`crate::Error::Conflict`] if another
+    /// build moved this namespace's refs meanwhile.
+    pub fn build(&mut self, ws: &Workspace, compiler: &CompilerId) -> Result<BuildOutcome> {
+        build(
+            ws,
+            self.store,
+            self.index,
+            compiler,
+            &mut self.stamps,
+            self.progress,
+        )
+    }
+}
+
+fn build(
     ws: &Workspace,
     store: &Store,
     index: &Index,
     compiler: &CompilerId,
+    stamps: &mut SourceStamps,
+    progress: &dyn Fn(usize, usize),
 ) -> Result<BuildOutcome> {
     let started = Instant::now();
     let mut out = BuildOutcome::default();
-    let mut session = BuildSession::open(store, index, compiler)?;
+    let mut in_store = Duration::ZERO;
+    let mut session = timed(&mut in_store, || BuildSession::open(store, index, compiler))?;
     let keys = session.keys().clone();
     let mut metadata_ids: Vec<ObjectId> = Vec::with_capacity(ws.packages.len());
     for (p, package) in ws.packages.iter().enumerate() {
+        progress(p, ws.packages.len());
         let name = PackageName::new(package.name.as_str())?;
-        let texts: Vec<String> = package.files.iter().map(|f| f.text(ws, p)).collect();
-        let file_hashes: Vec<ContentHash> = texts
-            .iter()
-            .map(|t| ContentHash::of(t.as_bytes()))
-            .collect();
+        let (file_hashes, mut texts): (Vec<ContentHash>, Vec<Option<String>>) =
+            (0..package.files.len())
+                .map(|f| stamps.hash(ws, p, f))
+                .unzip();
         let upstream: Vec<ObjectId> = package.deps.iter().map(|&d| metadata_ids[d]).collect();
-        if let Some(previous) = session.quick_check(&name, &file_hashes, &upstream)? {
-            out.metadata
-                .push(session.load_metadata(&previous.metadata_id)?);
+        let quick = timed(&mut in_store, || {
+            session.quick_check(&name, &file_hashes, &upstream)
+        })?;
+        if let Some(previous) = quick {
             metadata_ids.push(previous.metadata_id);
+            out.metadata.push(previous.metadata);
             out.skipped += 1;
             continue;
         }
         out.built += 1;
 
         // Parse tier.
-        for (hash, text) in file_hashes.iter().zip(&texts) {
+        for (f, (hash, text)) in file_hashes.iter().zip(&mut texts).enumerate() {
             let key = keys.parse(*hash)?;
-            let hit = session.get(&name, &key, "ast")?.is_hit();
+            let found = timed(&mut in_store, || session.get(&name, &key, "ast"))?;
+            let text = text.get_or_insert_with(|| package.files[f].text(ws, p));
+            let hit = checked(found, text.as_bytes(), &mut out.wrong_hits);
             out.parse.count(hit);
             if !hit {
-                session.put(&name, &key, &[("ast", text.as_bytes())])?;
+                timed(&mut in_store, || {
+                    session.put(&name, &key, &[("ast", text.as_bytes())])
+                })?;
                 out.puts += 1;
                 out.bytes_written += text.len() as u64;
             }
@@ -208,15 +363,18 @@ pub fn build(
                 continue;
             };
             let key = keys.function(&package.name, &function.name, &hash)?;
-            let hit = session.get(&name, &key, "code")?.is_hit();
+            let code = artifact(key.key().encoding(), 40 * function.statements);
+            let found = timed(&mut in_store, || session.get(&name, &key, "code"))?;
+            let hit = checked(found, &code, &mut out.wrong_hits);
             out.function.count(hit);
             if !hit {
                 out.missed_functions.insert(FnRef {
                     package: p,
                     function: f,
                 });
-                let code = artifact(key.key().encoding(), 40 * function.statements);
-                session.put(&name, &key, &[("code", &code)])?;
+                timed(&mut in_store, || {
+                    session.put(&name, &key, &[("code", &code)])
+                })?;
                 out.puts += 1;
                 out.bytes_written += code.len() as u64;
             }
@@ -249,13 +407,14 @@ pub fn build(
                     .map(|t| type_hash(ws, *t))
                     .collect::<Result<Vec<_>>>()?;
                 let key = keys.instance(&source.name, &callee.name, &args, &body, &defs)?;
-                let hit = session.get(&name, &key, "ast")?.is_hit();
+                let ast = artifact(key.key().encoding(), 40 * callee.statements);
+                let found = timed(&mut in_store, || session.get(&name, &key, "ast"))?;
+                let hit = checked(found, &ast, &mut out.wrong_hits);
                 out.instance.count(hit);
                 if !hit {
                     out.missed_instances
                         .insert((call.target, call.type_args.clone()));
-                    let ast = artifact(key.key().encoding(), 40 * callee.statements);
-                    session.put(&name, &key, &[("ast", &ast)])?;
+                    timed(&mut in_store, || session.put(&name, &key, &[("ast", &ast)]))?;
                     out.puts += 1;
                     out.bytes_written += ast.len() as u64;
                 }
@@ -269,11 +428,14 @@ pub fn build(
             };
             let args_hash = SemanticHash::from(blake3::hash(&args.to_le_bytes()));
             let key = keys.comptime(&function.name, &args_hash, &body)?;
-            let hit = session.get(&name, &key, "value")?.is_hit();
+            let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
+            let found = timed(&mut in_store, || session.get(&name, &key, "value"))?;
+            let hit = checked(found, &value, &mut out.wrong_hits);
             out.comptime.count(hit);
             if !hit {
-                let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
-                session.put(&name, &key, &[("value", &value)])?;
+                timed(&mut in_store, || {
+                    session.put(&name, &key, &[("value", &value)])
+                })?;
                 out.puts += 1;
                 out.bytes_written += value.len() as u64;
             }
@@ -309,12 +471,15 @@ pub fn build(
             meta.public_types
                 .insert(package.types[t].name.clone(), type_hash(ws, r)?);
         }
-        let finished = session.finish_package(&name, &meta, &file_hashes, &upstream)?;
+        let finished = timed(&mut in_store, || {
+            session.finish_package(&name, &meta, &file_hashes, &upstream)
+        })?;
         metadata_ids.push(finished.metadata_id);
         out.metadata.push(meta);
     }
-    session.publish("simulate")?;
+    timed(&mut in_store, || session.publish("simulate"))?;
     out.wall = started.elapsed();
+    out.store = in_store;
     Ok(out)
 }
 

@@ -2,10 +2,12 @@
 //! against what the note says must happen (computed by [`super::oracle`]
 //! from the workspace model alone).
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
-use super::build::{self, BuildOutcome};
+use super::build::{BuildOutcome, Builder};
+use super::concurrent::{self, BuilderLauncher};
 use super::oracle;
 use super::workspace::{FnRef, Scale, TypeRef, Workspace};
 use crate::clean;
@@ -42,7 +44,7 @@ pub struct SimulateOptions {
     pub jit_entries: usize,
 }
 
-fn compiler(version: &str, profile: &str) -> CompilerId {
+pub(super) fn compiler(version: &str, profile: &str) -> CompilerId {
     CompilerId::new("rask", version).with_setting("profile", profile)
 }
 
@@ -62,7 +64,7 @@ fn summary(o: &BuildOutcome) -> String {
     )
 }
 
-fn non_generic(ws: &Workspace, set: &HashSet<FnRef>) -> BTreeSet<FnRef> {
+pub(super) fn non_generic(ws: &Workspace, set: &HashSet<FnRef>) -> BTreeSet<FnRef> {
     set.iter()
         .copied()
         .filter(|f| ws.function(*f).type_params == 0)
@@ -70,7 +72,15 @@ fn non_generic(ws: &Workspace, set: &HashSet<FnRef>) -> BTreeSet<FnRef> {
 }
 
 fn result(name: &'static str, outcome: BuildOutcome, expected: String, ok: bool) -> ScenarioResult {
-    let measured = summary(&outcome);
+    let mut measured = summary(&outcome);
+    // Every scenario also requires each hit to give what compiling gives.
+    let ok = ok && outcome.wrong_hits == 0;
+    if outcome.wrong_hits > 0 {
+        measured.push_str(&format!(
+            "; {} hits returned wrong bytes",
+            outcome.wrong_hits
+        ));
+    }
     ScenarioResult {
         name,
         outcome,
@@ -91,18 +101,31 @@ fn check_rekey(
     let rekeyed = oracle::rekeyed_functions(ws, edited);
     let functions = non_generic(ws, &rekeyed);
     let instances = oracle::rekeyed_instances(ws, &rekeyed, types);
-    // The sets match, and each missed key was looked up (and compiled) once:
-    // an instance shared by several packages is built by the first only.
-    let ok = outcome.missed_functions == functions
-        && outcome.missed_instances == instances
-        && outcome.function.misses == functions.len() as u64
-        && outcome.instance.misses == instances.len() as u64;
+    let ok = rekey_matches(ws, &outcome, edited, types);
     let expected = format!(
         "exactly the transitive callers re-key: {} functions, {} instances",
         functions.len(),
         instances.len()
     );
     result(name, outcome, expected, ok)
+}
+
+/// Whether a build after an edit re-keyed exactly what the oracle says: the
+/// sets match, and each missed key was looked up (and compiled) once (an
+/// instance shared by several packages is built by the first only).
+pub(super) fn rekey_matches(
+    ws: &Workspace,
+    outcome: &BuildOutcome,
+    edited: &[FnRef],
+    types: &[TypeRef],
+) -> bool {
+    let rekeyed = oracle::rekeyed_functions(ws, edited);
+    let functions = non_generic(ws, &rekeyed);
+    let instances = oracle::rekeyed_instances(ws, &rekeyed, types);
+    outcome.missed_functions == functions
+        && outcome.missed_instances == instances
+        && outcome.function.misses == functions.len() as u64
+        && outcome.instance.misses == instances.len() as u64
 }
 
 /// How the JIT scenario reloads what it wrote: given the store and the
@@ -112,7 +135,9 @@ fn check_rekey(
 pub type JitReloader<'a> = &'a dyn Fn(&Store, usize) -> Result<usize>;
 
 /// Runs every scenario in order on `store`; `progress` is told each
-/// scenario's name as it starts.
+/// scenario's name as it starts, and each package as a build reaches it.
+/// `reload` runs the JIT scenario's second process, `launch` starts the
+/// concurrency scenario's builder processes.
 ///
 /// # Errors
 /// Store, index and hasher errors (a scenario whose outcome differs from
@@ -121,21 +146,31 @@ pub fn run(
     store: &Store,
     options: SimulateOptions,
     reload: JitReloader<'_>,
+    launch: BuilderLauncher<'_>,
     progress: &dyn Fn(&str),
 ) -> Result<Vec<ScenarioResult>> {
     let index = Index::open(store)?;
     let mut results = Vec::new();
     let a = compiler("0.9.0", "debug");
     let mut ws = Workspace::generate(options.scale, options.seed);
+    let scenario = Cell::new("");
+    let packages_progress = |done: usize, total: usize| {
+        progress(&format!("{}: package {}/{total}", scenario.get(), done + 1));
+    };
+    let mut builder = Builder::new(store, &index, &packages_progress);
+    let start = |name: &'static str| {
+        scenario.set(name);
+        progress(name);
+    };
     let packages = ws.packages.len();
 
-    progress("cold build");
-    let out = build::build(&ws, store, &index, &a)?;
+    start("cold build");
+    let out = builder.build(&ws, &a)?;
     let ok = is_cold(&ws, &out);
     results.push(result("cold build", out, cold_expectation(&ws), ok));
 
-    progress("no-op rebuild");
-    let out = build::build(&ws, store, &index, &a)?;
+    start("no-op rebuild");
+    let out = builder.build(&ws, &a)?;
     let ok = out.skipped == packages && out.lookups() == 0;
     results.push(result(
         "no-op rebuild",
@@ -144,7 +179,7 @@ pub fn run(
         ok,
     ));
 
-    progress("cosmetic edit");
+    start("cosmetic edit");
     let mut edited_files = 0u64;
     for p in [0, packages - 1] {
         for file in ws.packages[p].files.iter_mut().step_by(3) {
@@ -158,7 +193,7 @@ pub fn run(
         edited_files += 1;
     }
     ws.packages[0].functions[1].names_seed ^= 0x5eed;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = builder.build(&ws, &a)?;
     let ok = out.parse.misses == edited_files
         && out.function.misses + out.instance.misses + out.comptime.misses == 0;
     results.push(result(
@@ -168,16 +203,16 @@ pub fn run(
         ok,
     ));
 
-    progress("leaf body edit");
+    start("leaf body edit");
     let leaf = pick_leaf(&ws);
     ws.packages[leaf.package].functions[leaf.function].body_seed ^= 1;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = builder.build(&ws, &a)?;
     results.push(check_rekey("leaf body edit", &ws, out, &[leaf], &[]));
 
-    progress("recursive group edit");
+    start("recursive group edit");
     let member = pick_group_member(&ws);
     ws.packages[member.package].functions[member.function].body_seed ^= 1;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = builder.build(&ws, &a)?;
     results.push(check_rekey(
         "edit in a recursive group",
         &ws,
@@ -186,17 +221,17 @@ pub fn run(
         &[],
     ));
 
-    progress("type definition edit");
+    start("type definition edit");
     let ty = TypeRef::Defined { package: 0, ty: 0 };
     ws.packages[0].types[0].fields.push("added".into());
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = builder.build(&ws, &a)?;
     results.push(check_rekey("type definition edit", &ws, out, &[], &[ty]));
 
-    progress("upstream signature change");
+    start("upstream signature change");
     let before = results_metadata(&results);
     let public = pick_public_called_downstream(&ws);
     ws.packages[0].functions[public.function].params += 1;
-    let out = build::build(&ws, store, &index, &a)?;
+    let out = builder.build(&ws, &a)?;
     let changed = before.as_ref().is_some_and(|old| {
         diff(old, &out.metadata[0])
             .changed_functions
@@ -209,14 +244,14 @@ pub fn run(
         .push_str("; metadata diff names the signature change");
     results.push(row);
 
-    progress("compiler upgrade");
+    start("compiler upgrade");
     let upgraded = compiler("0.10.0", "debug");
-    let out = build::build(&ws, store, &index, &upgraded)?;
+    let out = builder.build(&ws, &upgraded)?;
     let misses_all = is_cold(&ws, &out);
     let old_ns = a.namespace()?;
     let cleaned = clean::clean_namespace(store, &index, &old_ns)?;
     let gone = store.list_refs(&old_ns)?.is_empty() && cleaned.objects > 0;
-    let again = build::build(&ws, store, &index, &upgraded)?;
+    let again = builder.build(&ws, &upgraded)?;
     let warm = again.skipped == packages;
     let mut row = result(
         "compiler upgrade + gc of the old namespace",
@@ -233,11 +268,11 @@ pub fn run(
     ));
     results.push(row);
 
-    progress("two compilers alternating");
+    start("two compilers alternating");
     let release = compiler("0.10.0", "release");
-    let cold_b = build::build(&ws, store, &index, &release)?;
-    let warm_a = build::build(&ws, store, &index, &upgraded)?;
-    let warm_b = build::build(&ws, store, &index, &release)?;
+    let cold_b = builder.build(&ws, &release)?;
+    let warm_a = builder.build(&ws, &upgraded)?;
+    let warm_b = builder.build(&ws, &release)?;
     let ok = cold_b.skipped == 0 && warm_a.skipped == packages && warm_b.skipped == packages;
     let mut row = result(
         "two compilers alternating",
@@ -251,14 +286,17 @@ pub fn run(
     );
     results.push(row);
 
-    progress("JIT session");
+    start("JIT session");
     results.push(jit_write_and_reload(store, options.jit_entries, reload)?);
+
+    start("concurrent builders and gc");
+    results.push(concurrent::run(store, options, launch)?);
     Ok(results)
 }
 
 /// A build with nothing cached: every distinct key misses once; the only
 /// hits are instances a second package shares with the first that built them.
-fn is_cold(ws: &Workspace, out: &BuildOutcome) -> bool {
+pub(super) fn is_cold(ws: &Workspace, out: &BuildOutcome) -> bool {
     let instances = oracle::instance_keys(ws);
     out.skipped == 0
         && out.parse.hits + out.function.hits + out.comptime.hits == 0
@@ -316,7 +354,7 @@ fn pick_leaf(ws: &Workspace) -> FnRef {
 
 /// A member of a planted recursive group: a function that calls an earlier
 /// function of its own package (the edge that closes a cycle).
-fn pick_group_member(ws: &Workspace) -> FnRef {
+pub(super) fn pick_group_member(ws: &Workspace) -> FnRef {
     let p = ws.packages.len() - 1;
     ws.packages[p]
         .functions

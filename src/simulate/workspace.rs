@@ -428,32 +428,52 @@ impl Function {
     }
 
     /// This function's source text, as the file would hold it.
+    ///
+    /// Written with plain pushes rather than `write!`: a no-op rebuild
+    /// renders every file of the workspace, and formatting machinery would
+    /// cost more than the store's whole quick path.
     pub fn text(&self, ws: &Workspace, cosmetic: u64, out: &mut String) {
-        use std::fmt::Write;
         let names = Rng::new(self.names_seed).next_u64();
         let mut rng = Rng::new(self.body_seed);
         if cosmetic > 0 {
-            let _ = writeln!(out, "// revised {cosmetic}");
+            out.push_str("// revised ");
+            push_decimal(out, cosmetic);
+            out.push('\n');
         }
-        let _ = write!(out, "func {}(", self.name);
+        out.push_str("func ");
+        out.push_str(&self.name);
+        out.push('(');
         for p in 0..self.params {
-            let _ = write!(out, "p{names:x}_{p}: {}, ", BUILTINS[p % BUILTINS.len()]);
+            out.push('p');
+            push_hex(out, names);
+            out.push('_');
+            push_decimal(out, p as u64);
+            out.push_str(": ");
+            out.push_str(BUILTINS[p % BUILTINS.len()]);
+            out.push_str(", ");
         }
         out.push_str(") {\n");
+        let mut local = String::from("    let v");
+        push_hex(&mut local, names);
+        local.push('_');
         let mut calls = self.calls.iter();
         for s in 0..self.statements {
             if s % 7 == 3
                 && let Some(call) = calls.next()
             {
                 let callee = ws.function(call.target);
-                let _ = writeln!(
-                    out,
-                    "    {}.{}()",
-                    ws.packages[call.target.package].name, callee.name
-                );
+                out.push_str("    ");
+                out.push_str(&ws.packages[call.target.package].name);
+                out.push('.');
+                out.push_str(&callee.name);
+                out.push_str("()\n");
                 continue;
             }
-            let _ = writeln!(out, "    let v{names:x}_{s} = v + {}", rng.below(1000));
+            out.push_str(&local);
+            push_decimal(out, s as u64);
+            out.push_str(" = v + ");
+            push_decimal(out, rng.below(1000) as u64);
+            out.push('\n');
         }
         out.push_str("}\n");
         for _ in 0..cosmetic % 3 {
@@ -462,11 +482,51 @@ impl Function {
     }
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(&digits[i..]) {
+        out.push_str(text);
+    }
+}
+
+/// Appends `n` in lowercase hexadecimal, without leading zeros.
+fn push_hex(out: &mut String, n: u64) {
+    let count = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    let mut digits = [0u8; 16];
+    for (i, d) in digits[..count].iter_mut().enumerate() {
+        let nibble = ((n >> ((count - 1 - i) * 4)) & 0xf) as u8;
+        *d = if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        };
+    }
+    if let Ok(text) = std::str::from_utf8(&digits[..count]) {
+        out.push_str(text);
+    }
+}
+
 impl SourceFile {
     /// The file's bytes.
     pub fn text(&self, ws: &Workspace, package: usize) -> String {
         use std::fmt::Write;
-        let mut out = String::new();
+        let functions = &ws.packages[package].functions;
+        let estimate: usize = self
+            .functions
+            .iter()
+            .map(|&f| 64 + 32 * functions[f].statements)
+            .sum();
+        let mut out = String::with_capacity(estimate);
         // The package's type definitions live in its first file.
         if ws.packages[package]
             .files
@@ -487,6 +547,17 @@ impl SourceFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_render_as_format_would() {
+        for n in [0u64, 1, 9, 10, 255, 1000, 0xdead_beef, u64::MAX] {
+            let (mut dec, mut hex) = (String::new(), String::new());
+            push_decimal(&mut dec, n);
+            push_hex(&mut hex, n);
+            assert_eq!(dec, format!("{n}"));
+            assert_eq!(hex, format!("{n:x}"));
+        }
+    }
 
     #[test]
     fn generation_is_deterministic_and_shaped_like_the_scale() {
