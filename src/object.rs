@@ -26,13 +26,14 @@
 //! payload's plain BLAKE3 digest is available for content-addressed peers.
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 
 use blake3::hazmat::{ContextKey, HasherExt, hash_derive_key_context};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_LEN, ObjectId};
 
 mod hash;
@@ -245,61 +246,72 @@ pub fn decode_links(bytes: &[u8]) -> Vec<ObjectId> {
         .collect()
 }
 
+/// The bytes of an object file read first: the header, the links and the
+/// start of the payload of most objects (all of a small one) in one `read`.
+///
+/// It is std's default read size, the most a bounded `read_to_end` asks
+/// for in its first `read`; only these bytes, less the header and links,
+/// are ever moved in memory.
+pub const FIRST_READ: u64 = 8 << 10;
+
 /// A verified object held in memory.
 ///
-/// The payload is a view into the file's bytes, so reading an object costs
-/// one allocation and no copy. Payloads of [`PARALLEL_MIN`] bytes or more
-/// are hashed on two threads ([`payload_hash`]), with the same result.
+/// The payload sits at the start of its own allocation, so
+/// [`Object::into_payload`] hands it over without a copy. Payloads of
+/// [`PARALLEL_MIN`] bytes or more are hashed on two threads
+/// ([`payload_hash`]), with the same result.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Object {
     id: ObjectId,
     kind: Kind,
     links: Vec<ObjectId>,
-    /// The whole file; shared only with the hashing worker, which reads it.
-    bytes: Arc<Vec<u8>>,
-    payload_start: usize,
+    /// The payload; shared only with the hashing worker, which reads it.
+    payload: Arc<Vec<u8>>,
 }
 
 impl Object {
-    /// Decodes a whole object file and checks it against `id`.
+    /// Reads the object file `file`, `file_len` bytes long (its length when
+    /// opened), and checks it against `id`.
+    ///
+    /// The first [`FIRST_READ`] bytes are read into the payload's own
+    /// allocation (sized for the whole file, never zero-filled); the header
+    /// and links are decoded from them and the rest of that block is moved
+    /// to the front; the remainder of the file is read straight after it.
+    /// No byte of the payload past the first block is copied in memory.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming `path` and what failed.
-    pub fn decode(id: ObjectId, path: &Path, bytes: Vec<u8>) -> Result<Object> {
+    /// [`Error::Corrupt`] naming `path` and what failed (bad header, a file
+    /// shorter or longer than its header describes, a hash that is not
+    /// `id`); [`Error::Io`] when reading fails.
+    pub fn read(id: ObjectId, path: &Path, file: &mut impl Read, file_len: u64) -> Result<Object> {
         let what = format_args!("object {id}");
-        let header = Header::decode(&bytes).map_err(|r| Error::corrupt(what, path, r))?;
-        let start = header.payload_offset();
-        if header.file_len() != Some(bytes.len() as u64) {
-            return Err(Error::corrupt(
-                what,
-                path,
-                format!(
-                    "file is {} bytes but its header describes {} links and a {}-byte payload \
-                     (truncated or extended)",
-                    bytes.len(),
-                    header.link_count,
-                    header.payload_len
-                ),
-            ));
+        let mut bytes = Vec::with_capacity(file_len as usize);
+        read_appending(file, &mut bytes, file_len.min(FIRST_READ), path)?;
+        let header = check_header(&bytes, file_len, &id, path)?;
+        let start = header.payload_offset() as usize;
+        if bytes.len() < start {
+            // More links than fit in the first block.
+            let more = (start - bytes.len()) as u64;
+            read_appending(file, &mut bytes, more, path)?;
         }
-        let start = start as usize;
-        let links = decode_links(&bytes[HEADER_LEN..start]);
-        let bytes = Arc::new(bytes);
-        let payload_digest = payload_hash(&bytes, start);
-        let actual = object_id(header.kind, &links, header.payload_len, &payload_digest);
-        if actual != id {
-            return Err(Error::corrupt(
-                what,
-                path,
-                format!("content hashes to {actual}, not to the id it is stored under"),
-            ));
+        let links = bytes
+            .get(HEADER_LEN..start)
+            .map(decode_links)
+            .ok_or_else(|| Error::corrupt(what, path, "file shrank while it was read"))?;
+        bytes.drain(..start);
+        let rest = header.payload_len - bytes.len() as u64;
+        read_appending(file, &mut bytes, rest, path)?;
+        if bytes.len() as u64 != header.payload_len {
+            return Err(Error::corrupt(what, path, "file shrank while it was read"));
         }
+        let payload = Arc::new(bytes);
+        let digest = payload_hash(&payload, 0);
+        check_id(&id, header.kind, &links, header.payload_len, &digest, path)?;
         Ok(Object {
             id,
             kind: header.kind,
             links,
-            bytes,
-            payload_start: start,
+            payload,
         })
     }
 
@@ -320,20 +332,121 @@ impl Object {
 
     /// The payload bytes.
     pub fn payload(&self) -> &[u8] {
-        &self.bytes[self.payload_start..]
+        &self.payload
     }
 
-    /// Takes the payload out of the object.
+    /// Takes the payload out of the object; no copy unless the object was
+    /// cloned (or the hashing worker is still letting go of it).
     pub fn into_payload(self) -> Vec<u8> {
-        match Arc::try_unwrap(self.bytes) {
-            Ok(mut bytes) => {
-                bytes.drain(..self.payload_start);
-                bytes
-            }
-            // Still shared (with a worker finishing late, or a clone): copy.
-            Err(bytes) => bytes[self.payload_start..].to_vec(),
+        Arc::try_unwrap(self.payload).unwrap_or_else(|shared| shared.to_vec())
+    }
+}
+
+/// Checks a whole object file, read into `scratch` (reused from call to
+/// call), against `id`, hashing on the calling thread only; returns its
+/// header and links. The cheap check for callers that already keep every
+/// core busy (verify) and do not want the payload.
+///
+/// `scratch` keeps the length of the longest file it has held, so its
+/// bytes are zero-filled only when it grows, and every file is read with
+/// one `read` (std's `read_to_end` would ask for 8 KiB, then twice as much
+/// each time: six `read`s for a 256 KiB file).
+///
+/// # Errors
+/// As [`Object::read`].
+pub fn check_file(
+    id: &ObjectId,
+    path: &Path,
+    file: &mut impl Read,
+    file_len: u64,
+    scratch: &mut Vec<u8>,
+) -> Result<(Header, Vec<ObjectId>)> {
+    let len = usize::try_from(file_len).unwrap_or(usize::MAX);
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    let buf = &mut scratch[..len];
+    let got = fill(file, buf).at("read object", path)?;
+    let header = check_header(&buf[..got], file_len, id, path)?;
+    if got != len {
+        return Err(Error::corrupt(
+            format_args!("object {id}"),
+            path,
+            "file shrank while it was read",
+        ));
+    }
+    let start = header.payload_offset() as usize;
+    let links = decode_links(&buf[HEADER_LEN..start]);
+    let digest = blake3::hash(&buf[start..]);
+    check_id(id, header.kind, &links, header.payload_len, &digest, path)?;
+    Ok((header, links))
+}
+
+/// Reads until `buf` is full or the file ends; returns how much was read.
+fn fill(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(filled)
+}
+
+/// Decodes the header at the start of `bytes` and checks that it describes
+/// a file of `file_len` bytes.
+fn check_header(bytes: &[u8], file_len: u64, id: &ObjectId, path: &Path) -> Result<Header> {
+    let what = format_args!("object {id}");
+    let header = Header::decode(bytes).map_err(|r| Error::corrupt(what, path, r))?;
+    if header.file_len() != Some(file_len) {
+        return Err(Error::corrupt(
+            what,
+            path,
+            format!(
+                "file is {file_len} bytes but its header describes {} links and a {}-byte \
+                 payload (truncated or extended)",
+                header.link_count, header.payload_len
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+/// Checks that the parts of an object hash to `id`.
+pub(crate) fn check_id(
+    id: &ObjectId,
+    kind: Kind,
+    links: &[ObjectId],
+    payload_len: u64,
+    payload_digest: &blake3::Hash,
+    path: &Path,
+) -> Result<()> {
+    let actual = object_id(kind, links, payload_len, payload_digest);
+    if actual != *id {
+        return Err(Error::corrupt(
+            format_args!("object {id}"),
+            path,
+            format!("content hashes to {actual}, not to the id it is stored under"),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends up to `len` bytes of `file` to `bytes`, into its spare capacity
+/// (not zero-filled first); fewer only at the end of the file.
+///
+/// std's bounded `read_to_end` asks for [`FIRST_READ`] bytes first and
+/// twice as many each time a `read` fills what it asked for, so a file of
+/// up to 8 KiB is one `read` and one of 256 KiB six.
+fn read_appending(file: &mut impl Read, bytes: &mut Vec<u8>, len: u64, path: &Path) -> Result<()> {
+    file.by_ref()
+        .take(len)
+        .read_to_end(bytes)
+        .map(drop)
+        .at("read object", path)
 }
 
 impl fmt::Debug for Object {
@@ -375,6 +488,104 @@ mod tests {
             Header::decode(&bytes[..10])
                 .unwrap_err()
                 .contains("shorter")
+        );
+    }
+
+    fn object_file(kind: Kind, links: &[ObjectId], payload: &[u8]) -> Vec<u8> {
+        let mut file = encode_prefix(kind, links, payload.len() as u64);
+        file.extend_from_slice(payload);
+        file
+    }
+
+    fn read_bytes(id: ObjectId, file: &[u8]) -> Result<Object> {
+        Object::read(id, Path::new("obj"), &mut &file[..], file.len() as u64)
+    }
+
+    #[test]
+    fn read_splits_header_links_and_payload_at_every_block_boundary() {
+        let first = FIRST_READ as usize;
+        let link = compute_id(Kind::Blob, &[], b"callee");
+        // One buffer for every check, as verify reuses it: longer files
+        // first and shorter after, with stale bytes past the end.
+        let mut scratch = vec![0xee; 3];
+        // Links that end inside, at and past the first block; payloads that
+        // end before, at and after it; one of two hashing pieces.
+        for links in [0, 1, 3, (first - HEADER_LEN) / ID_LEN, 300] {
+            let links = vec![link; links];
+            let prefix = HEADER_LEN + links.len() * ID_LEN;
+            for len in [
+                0,
+                1,
+                first.saturating_sub(prefix + 1),
+                first.saturating_sub(prefix),
+                first - prefix.min(first) + 1,
+                3 * first + 5,
+                PARALLEL_MIN + 17,
+            ] {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+                let id = compute_id(Kind::Ast, &links, &payload);
+                let file = object_file(Kind::Ast, &links, &payload);
+                let object = read_bytes(id, &file).unwrap();
+                assert_eq!(
+                    object.links(),
+                    &links[..],
+                    "{} links, {len} bytes",
+                    links.len()
+                );
+                assert_eq!(object.payload(), &payload[..]);
+                let (header, checked) = check_file(
+                    &id,
+                    Path::new("obj"),
+                    &mut &file[..],
+                    file.len() as u64,
+                    &mut scratch,
+                )
+                .unwrap();
+                assert_eq!(header.payload_len, len as u64);
+                assert_eq!(checked, links);
+                assert_eq!(object.into_payload(), payload, "the payload is handed over");
+            }
+        }
+    }
+
+    #[test]
+    fn read_rejects_every_damaged_or_cut_file() {
+        let link = compute_id(Kind::Blob, &[], b"callee");
+        let payload: Vec<u8> = (0..20_000).map(|i| (i % 251) as u8).collect();
+        let id = compute_id(Kind::Instance, &[link], &payload);
+        let good = object_file(Kind::Instance, &[link], &payload);
+        let mut damaged = Vec::new();
+        for offset in [5, 9, 13, HEADER_LEN + 3, 60, 9000, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[offset] ^= 0x01;
+            damaged.push((format!("byte {offset} flipped"), bad, good.len() as u64));
+        }
+        damaged.push((
+            "truncated".into(),
+            good[..good.len() - 1].to_vec(),
+            good.len() as u64 - 1,
+        ));
+        let mut longer = good.clone();
+        longer.push(0);
+        damaged.push(("extended".into(), longer, good.len() as u64 + 1));
+        // A file that shrank after its length was taken.
+        damaged.push(("shrank".into(), good[..9000].to_vec(), good.len() as u64));
+        damaged.push(("empty".into(), Vec::new(), 0));
+        // Holding the good file's bytes from an earlier check.
+        let mut scratch = good.clone();
+        scratch.extend_from_slice(&good);
+        for (what, bytes, len) in damaged {
+            let err = Object::read(id, Path::new("obj"), &mut &bytes[..], len).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
+            let err =
+                check_file(&id, Path::new("obj"), &mut &bytes[..], len, &mut scratch).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
+        }
+        let other = compute_id(Kind::Blob, &[], b"another object");
+        let err = read_bytes(other, &good).unwrap_err();
+        assert!(
+            err.to_string().contains("not to the id"),
+            "wrong name: {err}"
         );
     }
 

@@ -324,8 +324,7 @@ impl Store {
     pub fn get_object(&self, id: &ObjectId) -> Result<Object> {
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
-        let bytes = read_whole(&mut file, meta.len(), &path)?;
-        let object = Object::decode(*id, &path, bytes)?;
+        let object = Object::read(*id, &path, &mut file, meta.len())?;
         freshen_on_read(&file, &meta);
         Ok(object)
     }
@@ -343,8 +342,7 @@ impl Store {
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
         let info = if meta.len() <= IN_MEMORY_LIMIT {
-            let bytes = read_whole(&mut file, meta.len(), &path)?;
-            let object = Object::decode(*id, &path, bytes)?;
+            let object = Object::read(*id, &path, &mut file, meta.len())?;
             out.write_all(object.payload())
                 .map_err(|e| Error::io("write the payload to", "(output)", e))?;
             info_of(&object, path.clone())
@@ -382,6 +380,27 @@ impl Store {
             payload_len: header.payload_len,
             path,
         })
+    }
+
+    /// Verifies an object the way [`Store::object_info`] does, reading it
+    /// into `scratch` (reused from call to call) and hashing on the calling
+    /// thread only: the per-object check of verify, which keeps every core
+    /// busy on its own. Costs an `open`, an `fstat`, the reads of the file
+    /// and a `close`; the header's file length is the size on disk.
+    ///
+    /// # Errors
+    /// As [`Store::get_object`].
+    pub(crate) fn check_object(
+        &self,
+        id: &ObjectId,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(Header, Vec<ObjectId>)> {
+        let path = self.layout.object_path(id);
+        let (mut file, meta) = self.open_object(id, &path)?;
+        if meta.len() > IN_MEMORY_LIMIT {
+            return verify_file(id, &path, &mut file, meta.len());
+        }
+        object::check_file(id, &path, &mut file, meta.len(), scratch)
     }
 
     /// Reads an object's header and links without hashing its payload: the
@@ -570,22 +589,6 @@ fn verify_file(
         ));
     }
     Ok((header, links))
-}
-
-/// Reads the `len` bytes an open object file had when it was opened.
-///
-/// Object files are immutable, so the length from the caller's `fstat` is
-/// the length to read; if the file is shorter or longer than that anyway,
-/// the decoder's length and hash checks report it as corrupt. Bounding the
-/// read with `take` skips what `File::read_to_end` adds to every call — a
-/// second `fstat` and an `lseek` for its size hint, and an end-of-file probe
-/// `read` — three of the seven system calls of a small get.
-fn read_whole(file: &mut File, len: u64, path: &Path) -> Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(len)
-        .read_to_end(&mut bytes)
-        .at("read object", path)?;
-    Ok(bytes)
 }
 
 /// Writes `head` then `body` with one `writev` (no copy into one buffer),

@@ -38,10 +38,27 @@ fn problems_of(report: &verify::VerifyReport, kind: ProblemKind) -> BTreeSet<std
 #[test]
 fn a_clean_store_verifies_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, ids) = build_store(dir.path(), 300);
+    let (store, mut ids) = build_store(dir.path(), 298);
+    // Two large objects among the small ones: each worker's read buffer
+    // grows to the largest file and is reused for smaller ones.
+    for (len, seed) in [(300_000, 1), (70_000, 2)] {
+        ids.push(
+            store
+                .put_object(Kind::Blob, &[], &pseudo_random(len, seed))
+                .unwrap(),
+        );
+    }
     let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.objects, ids.len() as u64);
+    let on_disk: u64 = ids
+        .iter()
+        .map(|id| fs::metadata(store.object_path(id)).unwrap().len())
+        .sum();
+    assert_eq!(
+        report.bytes, on_disk,
+        "verify counts the bytes of every object file"
+    );
     let out = cli(store.root(), &["verify"]);
     assert_eq!(code(&out), 0);
     assert!(
