@@ -264,3 +264,51 @@ fn help_explains_every_command() {
     let out = Command::new(bin()).arg("frobnicate").output().unwrap();
     assert_eq!(code(&out), 2);
 }
+
+#[test]
+fn get_to_a_named_pipe_or_a_symlink_keeps_what_the_path_is() {
+    use std::os::unix::fs::FileTypeExt;
+    let (dir, store) = init_store();
+    let id = ids(&cli_with_input(&store, &["put"], b"through the pipe"))[0].clone();
+
+    // A named pipe stands in for /dev/null or /dev/stdout: renaming a temp
+    // file over it would replace it with a regular file.
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    // Hold the read end open (without blocking: O_NONBLOCK) so the command's
+    // write end opens at once; the payload fits the pipe's buffer.
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(0o4000)
+            .open(&fifo)
+            .unwrap()
+    };
+    let out = cli(&store, &["get", &id, "-o", fifo.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut got).unwrap();
+    assert_eq!(got, b"through the pipe");
+    assert!(
+        fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
+        "the named pipe was replaced by a file"
+    );
+
+    // A symbolic link is followed: the file it names gets the payload, and
+    // the link stays a link.
+    let target = dir.path().join("real.txt");
+    fs::write(&target, "old").unwrap();
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = cli(&store, &["get", &id, "-o", link.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "through the pipe");
+}

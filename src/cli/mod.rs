@@ -234,10 +234,37 @@ pub fn print_line(out: &mut impl Write, line: impl std::fmt::Display) -> Result<
 /// Writes the file at `path` so that it appears only once complete: `fill`
 /// writes into a temp file beside it, which is then renamed over `path`.
 /// On any failure no file (and no temp file) is left.
+///
+/// A `path` that names something other than a regular file or a directory
+/// (`/dev/null`, `/dev/stdout`, a named pipe) is written in place: renaming
+/// over it would replace the device or pipe with a file. A symbolic link is
+/// followed, so the file it names is replaced and the link stays.
 pub fn write_file_atomically(
     path: &std::path::Path,
     fill: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
+    let write_failed =
+        |e: io::Error| Failure::failed(format!("could not write {}: {e}", path.display()));
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+        && !meta.is_dir()
+    {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Failure::failed(format!("could not open {}: {e}", path.display())))?;
+        let mut writer = io::BufWriter::new(file);
+        fill(&mut writer)?;
+        return writer.flush().map_err(write_failed);
+    }
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            resolved.as_path()
+        }
+        _ => path,
+    };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => std::path::Path::new("."),
@@ -254,9 +281,7 @@ pub fn write_file_atomically(
     {
         let mut writer = io::BufWriter::new(temp.as_file_mut());
         fill(&mut writer)?;
-        writer
-            .flush()
-            .map_err(|e| Failure::failed(format!("could not write {}: {e}", path.display())))?;
+        writer.flush().map_err(write_failed)?;
     }
     temp.persist(path).map_err(|e| {
         Failure::failed(format!("could not create {}: {}", path.display(), e.error))
