@@ -1151,7 +1151,7 @@ impl Index {
             journal_records = j.records();
             for (hash, body) in j.latest() {
                 let put = record::view(body).ok().and_then(|v| v.parts).is_some();
-                merged.insert(*hash, (body, put));
+                merged.insert(hash, (body, put));
             }
         }
         let keep_removes = !kept.is_empty();
@@ -1469,10 +1469,17 @@ fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
     }
 }
 
-/// Reads ahead, in every segment, what resolving `keys` (at most
+/// Reads ahead, in the journal's table and every segment, what resolving `keys` (at most
 /// [`segment::WARM_BATCH`]) will read, overlapping their cache misses.
 fn warm<'k>(state: &State, keys: impl Iterator<Item = &'k Key> + Clone) {
     let hashes: Vec<KeyHash> = keys.map(Key::hash).collect();
+    if let Some(j) = &state.journal {
+        let mut seen = 0u64;
+        for hash in &hashes {
+            seen ^= j.warm(hash);
+        }
+        std::hint::black_box(seen);
+    }
     for seg in &state.segments {
         std::hint::black_box(seg.warm(hashes.iter()));
     }
