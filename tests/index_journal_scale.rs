@@ -89,8 +89,12 @@ fn an_index_as_inserted_answers_batches_misses_and_opens() {
     let stats = index.stats().unwrap();
     assert_eq!(stats.entries, n, "every entry put is counted");
 
-    let mut misses = Vec::with_capacity(20_000);
-    for i in 0..20_000u64 {
+    let miss_count: u64 = std::env::var("RASK_INDEX_SCALE_MISSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut misses = Vec::with_capacity(miss_count as usize);
+    for i in 0..miss_count {
         let k = key(n + 2_000_000 + i);
         let t = Instant::now();
         let found = index.lookup(&k).unwrap();

@@ -171,6 +171,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What one `fstat` tells of a journal: see [`Journal::look`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Look {
+    /// File length in bytes.
+    pub len: u64,
+    /// A compaction retired it (or it was unlinked).
+    pub retired: bool,
+}
+
 /// A journal read into memory.
 #[derive(Debug)]
 pub struct Journal {
@@ -231,6 +240,39 @@ impl Journal {
     /// The generation the journal belongs to.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// One `fstat` of the open journal: its length now, and whether it was
+    /// retired (a compaction marked it before publishing the manifest that
+    /// replaces it, or it was unlinked). Only a retired journal means the
+    /// manifest may have been replaced, so a reader that finds neither
+    /// growth nor the mark has nothing to catch up on.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be examined.
+    pub fn look(&self) -> Result<Look> {
+        let meta = self.file.metadata().at("read metadata of", &self.path)?;
+        let marked = meta
+            .modified()
+            .is_ok_and(|t| t == std::time::SystemTime::UNIX_EPOCH);
+        Ok(Look {
+            len: meta.len(),
+            retired: marked || std::os::unix::fs::MetadataExt::nlink(&meta) == 0,
+        })
+    }
+
+    /// Marks the journal retired: sets its modification time to the Unix
+    /// epoch (no append can: one would set it to the present). Compaction
+    /// calls it under the exclusive lock, before publishing the manifest
+    /// that names the next journal.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the time cannot be set; the compaction must then
+    /// not publish.
+    pub fn mark_retired(&self) -> Result<()> {
+        self.file
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .at("mark the index journal retired", &self.path)
     }
 
     /// Reads whatever was appended since the last read and parses it.

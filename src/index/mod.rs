@@ -477,8 +477,9 @@ impl Index {
     }
 
     /// Picks up what other processes appended or compacted since the last
-    /// look: re-reads the manifest if it was replaced (one `stat` tells),
-    /// then the journal's new tail.
+    /// look: the journal's new tail, or the manifest and its files if a
+    /// compaction replaced them. When nothing changed this is one `fstat`
+    /// of the journal.
     ///
     /// # Errors
     /// [`Error::Io`], or a bad manifest.
@@ -488,16 +489,25 @@ impl Index {
 
     /// As [`Index::refresh`]; true when anything new was found.
     ///
-    /// Cheap when nothing changed: a `stat` of the manifest (is it still
-    /// the file this view was loaded from?) and an `fstat` of the journal.
+    /// Cheap when nothing changed: one `fstat` of the journal. Its length
+    /// tells whether anything was appended; the manifest is examined (a
+    /// `stat`: is it still the file this view was loaded from?) only when
+    /// the journal was retired, which a compaction does before it publishes
+    /// a new manifest (docs/ARCHITECTURE.md, "index rotation"). The view is
+    /// write-locked only when there is something to read.
     fn catch_up(&self) -> Result<bool> {
-        let same = {
+        let (same, grew) = {
             let state = self.read_state();
-            match &state.manifest {
-                Some(held) => state.journal.is_some() && held.is_current(&self.layout)?,
-                None => match fs::symlink_metadata(self.layout.index_manifest()) {
-                    Ok(_) => false,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            match (&state.manifest, &state.journal) {
+                (Some(held), Some(journal)) => {
+                    let look = journal.look()?;
+                    let same = !look.retired || held.is_current(&self.layout)?;
+                    (same, look.len > journal.len())
+                }
+                (Some(_), None) => (false, false),
+                (None, _) => match fs::symlink_metadata(self.layout.index_manifest()) {
+                    Ok(_) => (false, false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (true, false),
                     Err(e) => {
                         return Err(Error::io(
                             "examine the index manifest",
@@ -508,6 +518,9 @@ impl Index {
                 },
             }
         };
+        if same && !grew {
+            return Ok(false);
+        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if same {
             match state.journal.as_mut() {
@@ -1181,6 +1194,11 @@ impl Index {
             generation,
             segments: new_segments,
         };
+        // Readers look at the manifest only once their journal is retired:
+        // mark it before the manifest that replaces it is published.
+        if let Some(j) = journal {
+            j.mark_retired()?;
+        }
         crate::fault::Point::CompactSegmentWritten.reached();
         manifest::write(layout, &manifest, self.file_durability())?;
         let report = CompactReport {
