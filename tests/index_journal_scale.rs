@@ -12,9 +12,10 @@
 //! final compaction; later runs with the same directory reuse the store
 //! and only read it, so two builds can be timed on the same files.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rask_store::index::PartRef;
+use rask_store::index::{Access, IndexOptions, PartRef};
 use rask_store::{Component, Durability, Index, Key, Kind, Namespace, Store, StoreOptions};
 
 fn key(i: u64) -> Key {
@@ -32,6 +33,57 @@ fn key(i: u64) -> Key {
 fn p50(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+const ENV_CHILD_STORE: &str = "RASK_JOURNAL_SCALE_CHILD_STORE";
+const ENV_CHILD_READ: &str = "RASK_JOURNAL_SCALE_CHILD_READ";
+
+/// The child's body: open the store and its index afresh (journal mapped,
+/// or read when asked), answer one lookup, print the time taken.
+#[test]
+fn child_open_and_lookup() {
+    let Ok(root) = std::env::var(ENV_CHILD_STORE) else {
+        return;
+    };
+    let access = if std::env::var_os(ENV_CHILD_READ).is_some() {
+        Access::Read
+    } else {
+        Access::Map
+    };
+    let t = Instant::now();
+    let store = Store::open(&root, StoreOptions::with_durability(Durability::None)).unwrap();
+    let index = Index::open_with(&store, IndexOptions::default().with_access(access)).unwrap();
+    let hit = index.lookup(&key(12_345)).unwrap();
+    let took = t.elapsed();
+    assert!(hit.is_hit());
+    println!("child-open-lookup-ns {}", took.as_nanos());
+}
+
+/// Open + one lookup in a fresh process (the test binary re-run as a
+/// child), p50 over `runs`, journal mapped and read alternately.
+fn fresh_process(root: &std::path::Path, runs: usize) -> (Duration, Duration) {
+    let mut mapped = Vec::new();
+    let mut read = Vec::new();
+    for _ in 0..runs {
+        for read_it in [false, true] {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", "child_open_and_lookup", "--nocapture"])
+                .env(ENV_CHILD_STORE, root);
+            if read_it {
+                cmd.env(ENV_CHILD_READ, "1");
+            }
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let ns: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("child-open-lookup-ns "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no figure from the child: {text}"));
+            if read_it { &mut read } else { &mut mapped }.push(Duration::from_nanos(ns));
+        }
+    }
+    (p50(mapped), p50(read))
 }
 
 #[test]
@@ -132,6 +184,10 @@ fn an_index_as_inserted_answers_batches_misses_and_opens() {
         assert!(missing.iter().all(|&i| i % 2 == 1));
     }
     let best = *fm.iter().min().unwrap();
+    let (fresh_mapped, fresh_read) = fresh_process(&root, 15);
+    println!(
+        "fresh process open + 1 lookup p50: journal mapped {fresh_mapped:?}, read {fresh_read:?}"
+    );
     println!(
         "segments {:?} bytes, journal {} bytes; open + 1 lookup p50 {:?}; hit p50 {:?}; \
          miss p50 {:?}; find_missing 20k (half present) best {best:?} p50 {:?}",

@@ -24,7 +24,9 @@
 //!
 //! # Reading
 //!
-//! Readers read the file into memory and parse frames from the front. A
+//! Readers map the file (or, with [`Access::Read`], read it into memory;
+//! either way again, whole or the new tail, when it grew) and parse frames
+//! from the front. A
 //! frame that is cut off at the end of the file (torn by a crash, or still
 //! being written) stops the parse there; it is re-examined on the next
 //! refresh. A complete frame that fails its checksum is garbage: the reader
@@ -36,7 +38,10 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use memmap2::Mmap;
+
 use super::record::{self, FRAME_HEADER_LEN, FrameRead, RECORD_MARKER};
+use super::segment::Access;
 use crate::error::{Error, IoContext, Result};
 use crate::key::{KEY_HASH_LEN, KeyHash};
 
@@ -180,13 +185,14 @@ pub struct Look {
     pub retired: bool,
 }
 
-/// A journal read into memory.
+/// A journal, mapped or read into memory, and its table.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     generation: u64,
     file: File,
-    bytes: Vec<u8>,
+    bytes: Buf,
+    access: Access,
     parsed: usize,
     table: Table,
     records: u64,
@@ -203,7 +209,7 @@ impl Journal {
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be opened or read.
-    pub fn open(path: &Path, generation: u64) -> Result<Journal> {
+    pub fn open(path: &Path, generation: u64, access: Access) -> Result<Journal> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -220,7 +226,8 @@ impl Journal {
             path: path.to_path_buf(),
             generation,
             file,
-            bytes: Vec::new(),
+            bytes: Buf::Owned(Vec::new()),
+            access,
             parsed: HEADER_LEN,
             table: Table::default(),
             records: 0,
@@ -287,24 +294,15 @@ impl Journal {
             .at("read metadata of", &self.path)?
             .len() as usize;
         if len > self.bytes.len() {
-            // Straight into the buffer, with `pread`: no seek, no second copy.
-            let start = self.bytes.len();
-            self.bytes.resize(len, 0);
-            let mut got = start;
-            while got < len {
-                match self.file.read_at(&mut self.bytes[got..], got as u64) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.bytes.truncate(got);
-                        return Err(Error::io("read the index journal", &self.path, e));
-                    }
+            match (&mut self.bytes, self.access) {
+                (Buf::Owned(bytes), Access::Read) => read_into(&self.file, &self.path, bytes, len)?,
+                (bytes, _) => {
+                    // Mapped whole again: O(1), and only the pages read are faulted in.
+                    *bytes = Buf::Mapped(map_journal(&self.file, &self.path)?);
                 }
             }
-            self.bytes.truncate(got);
             if self.table.slots.is_empty() {
-                self.table = Table::with_keys(got / BYTES_PER_RECORD_GUESS);
+                self.table = Table::with_keys(self.bytes.len() / BYTES_PER_RECORD_GUESS);
             }
         }
         if !self.header_checked {
@@ -513,6 +511,55 @@ impl Journal {
     pub fn sync(&self) -> Result<()> {
         self.file.sync_data().at("sync", &self.path)
     }
+}
+
+/// The journal's bytes: mapped (the default) or read into memory.
+#[derive(Debug)]
+enum Buf {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Mapped(map) => map,
+            Buf::Owned(vec) => vec,
+        }
+    }
+}
+
+/// Maps the journal read-only, as long as it is now.
+fn map_journal(file: &File, path: &Path) -> Result<Mmap> {
+    // SAFETY: the mapping is read-only and covers the file as long as it is
+    // now. rask-store only ever appends to a journal (one `write` per batch
+    // of records, O_APPEND) and unlinks it once no manifest names it; it
+    // never writes in place or truncates, so the mapped bytes never change
+    // under the reader (records are checksummed anyway) and never vanish.
+    // A process outside rask-store that truncates the file could still make
+    // reads fault, as for the segments (see `segment::map_file`).
+    unsafe { Mmap::map(file) }.at("map the index journal", path)
+}
+
+/// Reads `file` from `bytes.len()` to `len` onto the end of `bytes`, with `pread`.
+fn read_into(file: &File, path: &Path, bytes: &mut Vec<u8>, len: usize) -> Result<()> {
+    let mut got = bytes.len();
+    bytes.resize(len, 0);
+    while got < len {
+        match file.read_at(&mut bytes[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                bytes.truncate(got);
+                return Err(Error::io("read the index journal", path, e));
+            }
+        }
+    }
+    bytes.truncate(got);
+    Ok(())
 }
 
 fn find_marker(bytes: &[u8]) -> Option<usize> {

@@ -113,7 +113,7 @@ pub enum AutoCompact {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IndexOptions {
-    /// Map segments (default) or read them into memory.
+    /// Map segments and the journal (default) or read them into memory.
     pub access: Access,
     /// Whether appends start compactions.
     pub auto_compact: AutoCompact,
@@ -443,7 +443,7 @@ impl Index {
     /// Opens the index of `store` with default options.
     ///
     /// Segments are mapped and their structure checked (O(1) in their size);
-    /// the journal is read into memory. Unusable files are recorded as
+    /// the journal is mapped and its records checked and filed in a table. Unusable files are recorded as
     /// problems ([`Index::stats`]), not errors: their entries read as misses.
     ///
     /// # Errors
@@ -1098,7 +1098,7 @@ impl Index {
             }
         }
         let journal_path = layout.index_journal(current.generation);
-        let mut journal = match Journal::open(&journal_path, current.generation) {
+        let mut journal = match Journal::open(&journal_path, current.generation, Access::Map) {
             Ok(j) => Some(j),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -1427,7 +1427,7 @@ fn load_state(layout: &Layout, access: Access) -> Result<State> {
         }
     }
     let path = layout.index_journal(m.generation);
-    let journal = match Journal::open(&path, m.generation) {
+    let journal = match Journal::open(&path, m.generation, access) {
         Ok(j) => Some(j),
         Err(e) => {
             problems.push(IndexProblem {
