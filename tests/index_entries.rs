@@ -439,3 +439,43 @@ fn a_long_lived_handle_sees_what_another_handle_appended_and_compacted() {
     }
     assert_eq!(reader.stats().unwrap().entries, 12);
 }
+
+#[test]
+fn a_journal_retired_by_a_compaction_that_never_switched_keeps_taking_entries() {
+    // A compaction marks the journal retired (its modification time set to
+    // the epoch) before it publishes the next manifest; if it dies between
+    // the two, the journal stays current and entries appended to it must
+    // still be found by a handle that was open all along.
+    let (_dir, store) = store();
+    let reader = Index::open(&store).unwrap();
+    let writer = Index::open(&store).unwrap();
+    writer
+        .put(&store, &key("ns", 1), Kind::Blob, &[("v", b"one")])
+        .unwrap();
+    assert!(reader.lookup(&key("ns", 1)).unwrap().is_hit());
+    let journal = writer.stats().unwrap().journal_path;
+    std::fs::File::options()
+        .append(true)
+        .open(&journal)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    for n in 2..5u64 {
+        assert!(!reader.lookup(&key("ns", n)).unwrap().is_hit());
+        writer
+            .put(&store, &key("ns", n), Kind::Blob, &[("v", b"more")])
+            .unwrap();
+        assert_eq!(
+            reader.get(&store, &key("ns", n), "v").unwrap(),
+            Lookup::Hit(b"more".to_vec()),
+            "entry {n} appended to the marked journal was not found"
+        );
+    }
+    // A real compaction afterwards still switches every handle over.
+    writer.compact().unwrap();
+    writer
+        .put(&store, &key("ns", 9), Kind::Blob, &[("v", b"after")])
+        .unwrap();
+    assert!(reader.lookup(&key("ns", 9)).unwrap().is_hit());
+    assert_eq!(reader.stats().unwrap().entries, 5);
+}

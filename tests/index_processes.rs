@@ -178,3 +178,48 @@ fn a_process_killed_mid_append_or_mid_compaction_leaves_a_working_index() {
         assert!(index.lookup(&key(p, i)).unwrap().is_hit(), "{p}/{i} lost");
     }
 }
+
+#[test]
+fn a_handle_open_across_another_process_compaction_sees_entries_put_after_it() {
+    // The compacting process dies right after switching the manifest, so
+    // the replaced journal is still there (not unlinked): a handle opened
+    // before must still notice the switch (the compaction marked its
+    // journal retired) and find an entry put into the next journal.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let store = open_store(&root);
+    let reader = Index::open(&store).unwrap();
+    reader
+        .put(&store, &key(0, 1), Kind::Blob, &[("v", &value(0, 1))])
+        .unwrap();
+    assert!(!reader.lookup(&key(0, 2)).unwrap().is_hit());
+    let journal = reader.stats().unwrap().journal_path;
+    let out = Command::new(env!("CARGO_BIN_EXE_rask-store"))
+        .arg("--store")
+        .arg(&root)
+        .args([
+            "--fault-point",
+            "compact-manifest-switched",
+            "index",
+            "compact",
+        ])
+        .env_remove("RASK_STORE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the compaction was to die: {out:?}");
+    assert!(
+        journal.exists(),
+        "the replaced journal was to be left behind"
+    );
+    let writer = Index::open(&store).unwrap();
+    assert_ne!(writer.stats().unwrap().journal_path, journal);
+    writer
+        .put(&store, &key(0, 2), Kind::Blob, &[("v", &value(0, 2))])
+        .unwrap();
+    assert_eq!(
+        reader.get(&store, &key(0, 2), "v").unwrap(),
+        Lookup::Hit(value(0, 2)),
+        "an entry put after another process's compaction was not found"
+    );
+    assert!(reader.lookup(&key(0, 1)).unwrap().is_hit());
+}

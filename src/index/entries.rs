@@ -36,7 +36,7 @@ impl Index {
         if let Some(journal) = &state.journal {
             for (hash, body) in journal.latest() {
                 let put = record::view(body).ok().and_then(|v| v.parts);
-                merged.insert(*hash, put.map(|_| body));
+                merged.insert(hash, put.map(|_| body));
             }
         }
         let mut entries: Vec<Entry> = merged

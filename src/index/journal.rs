@@ -24,22 +24,26 @@
 //!
 //! # Reading
 //!
-//! Readers read the file into memory and parse frames from the front. A
+//! Readers map the file (or, with [`Access::Read`], read it into memory;
+//! either way again, whole or the new tail, when it grew) and parse frames
+//! from the front. A
 //! frame that is cut off at the end of the file (torn by a crash, or still
 //! being written) stops the parse there; it is re-examined on the next
 //! refresh. A complete frame that fails its checksum is garbage: the reader
 //! skips forward to the next offset where a valid frame starts, and records
 //! the skipped range. Neither is ever returned as an entry.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::record::{self, FrameRead, RECORD_MARKER};
+use memmap2::Mmap;
+
+use super::record::{self, FRAME_HEADER_LEN, FrameRead, RECORD_MARKER};
+use super::segment::Access;
 use crate::error::{Error, IoContext, Result};
-use crate::key::KeyHash;
+use crate::key::{KEY_HASH_LEN, KeyHash};
 
 /// First four bytes of a journal.
 pub const MAGIC: [u8; 4] = *b"RSKJ";
@@ -51,26 +55,106 @@ const OFF_VERSION: usize = 4;
 const OFF_RESERVED: usize = 5;
 const OFF_GENERATION: usize = 8;
 
-/// Hashes a [`KeyHash`] by its first eight bytes: they are already uniform.
-#[derive(Default)]
-pub struct PrefixHasher(u64);
+/// Where the newest record of each key hash starts: an open-addressing
+/// table over the key hash's first eight bytes (already uniform, so they
+/// are the hash), probed linearly and kept at most half full. A slot is
+/// 16 bytes: that prefix and the record's offset plus one (0: empty).
+/// Prefixes that are equal are told apart by the full key hash stored in
+/// the records themselves, so no key hash is kept twice.
+#[derive(Debug, Default)]
+struct Table {
+    slots: Vec<[u64; 2]>,
+    len: usize,
+}
 
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// The key hash of the verified record starting at `pos` in `bytes`.
+fn hash_at(bytes: &[u8], pos: usize) -> Option<&[u8]> {
+    let at = pos + FRAME_HEADER_LEN + 1;
+    bytes.get(at..at + KEY_HASH_LEN)
+}
+
+fn prefix(hash: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(b)
+}
+
+impl Table {
+    /// A table sized for about `keys` keys.
+    fn with_keys(keys: usize) -> Table {
+        Table {
+            slots: vec![[0, 0]; (keys.max(8) * 2).next_power_of_two()],
+            len: 0,
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+    /// The slot holding `hash`, or the empty slot where it would go.
+    fn slot(&self, bytes: &[u8], hash: &[u8]) -> usize {
+        let p = prefix(hash);
+        let mask = self.slots.len() - 1;
+        let mut i = (p as usize) & mask;
+        loop {
+            let [sp, pos] = self.slots[i];
+            if pos == 0 || (sp == p && hash_at(bytes, (pos - 1) as usize) == Some(hash)) {
+                return i;
+            }
+            i = (i + 1) & mask;
         }
+    }
+
+    fn get(&self, bytes: &[u8], hash: &[u8]) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        match self.slots[self.slot(bytes, hash)] {
+            [_, 0] => None,
+            [_, pos] => Some((pos - 1) as usize),
+        }
+    }
+
+    /// Files the record at `pos` under its key hash (`bytes[pos..]` holds it).
+    fn insert(&mut self, bytes: &[u8], pos: usize) {
+        let Some(hash) = hash_at(bytes, pos) else {
+            return;
+        };
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow(bytes);
+        }
+        let i = self.slot(bytes, hash);
+        if self.slots[i][1] == 0 {
+            self.len += 1;
+        }
+        self.slots[i] = [prefix(hash), pos as u64 + 1];
+    }
+
+    fn grow(&mut self, bytes: &[u8]) {
+        let old = std::mem::replace(self, Table::with_keys(self.slots.len().max(8)));
+        for [_, pos] in old.slots {
+            if pos != 0 {
+                self.insert(bytes, (pos - 1) as usize);
+            }
+        }
+    }
+
+    /// Record offsets, one per key, in no particular order.
+    fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s[1] != 0)
+            .map(|s| (s[1] - 1) as usize)
+    }
+
+    /// Reads ahead the slot `hash` starts probing at.
+    fn warm(&self, hash: &[u8]) -> u64 {
+        if self.len == 0 {
+            return 0;
+        }
+        self.slots[(prefix(hash) as usize) & (self.slots.len() - 1)][0]
     }
 }
 
-/// A map keyed by key hash.
-pub type KeyMap<V> = HashMap<KeyHash, V, BuildHasherDefault<PrefixHasher>>;
+/// A journal this long is read expecting about this many bytes per record.
+const BYTES_PER_RECORD_GUESS: usize = 128;
 
 /// The bytes of a new journal's header.
 pub fn header(generation: u64) -> [u8; HEADER_LEN] {
@@ -92,15 +176,25 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// A journal read into memory.
+/// What one `fstat` tells of a journal: see [`Journal::look`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Look {
+    /// File length in bytes.
+    pub len: u64,
+    /// A compaction retired it (or it was unlinked).
+    pub retired: bool,
+}
+
+/// A journal, mapped or read into memory, and its table.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     generation: u64,
     file: File,
-    bytes: Vec<u8>,
+    bytes: Buf,
+    access: Access,
     parsed: usize,
-    map: KeyMap<usize>,
+    table: Table,
     records: u64,
     skipped: Vec<Skipped>,
     header_checked: bool,
@@ -115,7 +209,7 @@ impl Journal {
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be opened or read.
-    pub fn open(path: &Path, generation: u64) -> Result<Journal> {
+    pub fn open(path: &Path, generation: u64, access: Access) -> Result<Journal> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -132,9 +226,10 @@ impl Journal {
             path: path.to_path_buf(),
             generation,
             file,
-            bytes: Vec::new(),
+            bytes: Buf::Owned(Vec::new()),
+            access,
             parsed: HEADER_LEN,
-            map: KeyMap::default(),
+            table: Table::default(),
             records: 0,
             skipped: Vec::new(),
             header_checked: false,
@@ -154,6 +249,39 @@ impl Journal {
         self.generation
     }
 
+    /// One `fstat` of the open journal: its length now, and whether it was
+    /// retired (a compaction marked it before publishing the manifest that
+    /// replaces it, or it was unlinked). Only a retired journal means the
+    /// manifest may have been replaced, so a reader that finds neither
+    /// growth nor the mark has nothing to catch up on.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be examined.
+    pub fn look(&self) -> Result<Look> {
+        let meta = self.file.metadata().at("read metadata of", &self.path)?;
+        let marked = meta
+            .modified()
+            .is_ok_and(|t| t == std::time::SystemTime::UNIX_EPOCH);
+        Ok(Look {
+            len: meta.len(),
+            retired: marked || std::os::unix::fs::MetadataExt::nlink(&meta) == 0,
+        })
+    }
+
+    /// Marks the journal retired: sets its modification time to the Unix
+    /// epoch (no append can: one would set it to the present). Compaction
+    /// calls it under the exclusive lock, before publishing the manifest
+    /// that names the next journal.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the time cannot be set; the compaction must then
+    /// not publish.
+    pub fn mark_retired(&self) -> Result<()> {
+        self.file
+            .set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .at("mark the index journal retired", &self.path)
+    }
+
     /// Reads whatever was appended since the last read and parses it.
     /// Cheap when nothing was: one `fstat`.
     ///
@@ -166,16 +294,16 @@ impl Journal {
             .at("read metadata of", &self.path)?
             .len() as usize;
         if len > self.bytes.len() {
-            let start = self.bytes.len();
-            self.file
-                .seek(SeekFrom::Start(start as u64))
-                .at("seek in", &self.path)?;
-            let mut tail = Vec::with_capacity(len - start);
-            (&self.file)
-                .take((len - start) as u64)
-                .read_to_end(&mut tail)
-                .at("read the index journal", &self.path)?;
-            self.bytes.extend_from_slice(&tail);
+            match (&mut self.bytes, self.access) {
+                (Buf::Owned(bytes), Access::Read) => read_into(&self.file, &self.path, bytes, len)?,
+                (bytes, _) => {
+                    // Mapped whole again: O(1), and only the pages read are faulted in.
+                    *bytes = Buf::Mapped(map_journal(&self.file, &self.path)?);
+                }
+            }
+            if self.table.slots.is_empty() {
+                self.table = Table::with_keys(self.bytes.len() / BYTES_PER_RECORD_GUESS);
+            }
         }
         if !self.header_checked {
             self.header_checked = true;
@@ -203,8 +331,8 @@ impl Journal {
         while pos < self.bytes.len() {
             match record::read_frame(&self.bytes[pos..]) {
                 FrameRead::Good { body, len } => match record::view(body) {
-                    Ok(view) => {
-                        self.map.insert(view.key_hash, pos);
+                    Ok(_) => {
+                        self.table.insert(&self.bytes, pos);
                         self.records += 1;
                         pos += len;
                     }
@@ -250,7 +378,7 @@ impl Journal {
 
     /// The verified body of the newest record for `hash`, if any.
     pub fn get(&self, hash: &KeyHash) -> Option<&[u8]> {
-        let pos = *self.map.get(hash)?;
+        let pos = self.table.get(&self.bytes, hash.as_bytes())?;
         match record::read_frame(self.bytes.get(pos..)?) {
             FrameRead::Good { body, .. } => Some(body),
             _ => None,
@@ -259,17 +387,27 @@ impl Journal {
 
     /// Whether any record is filed under `hash`.
     pub fn contains(&self, hash: &KeyHash) -> bool {
-        self.map.contains_key(hash)
+        self.table.get(&self.bytes, hash.as_bytes()).is_some()
+    }
+
+    /// Reads ahead the table slot a lookup of `hash` starts at; returns a
+    /// value only so the read is kept.
+    pub fn warm(&self, hash: &KeyHash) -> u64 {
+        self.table.warm(hash.as_bytes())
     }
 
     /// Every key hash with its newest record body.
-    pub fn latest(&self) -> impl Iterator<Item = (&KeyHash, &[u8])> {
-        self.map.iter().filter_map(|(hash, &pos)| {
-            match record::read_frame(self.bytes.get(pos..)?) {
-                FrameRead::Good { body, .. } => Some((hash, body)),
+    pub fn latest(&self) -> impl Iterator<Item = (KeyHash, &[u8])> {
+        self.table
+            .positions()
+            .filter_map(|pos| match record::read_frame(self.bytes.get(pos..)?) {
+                FrameRead::Good { body, .. } => {
+                    let mut hash = [0u8; KEY_HASH_LEN];
+                    hash.copy_from_slice(body.get(1..1 + KEY_HASH_LEN)?);
+                    Some((KeyHash::from_bytes(hash), body))
+                }
                 _ => None,
-            }
-        })
+            })
     }
 
     /// Number of valid records read (including superseded ones).
@@ -279,7 +417,7 @@ impl Journal {
 
     /// Number of distinct keys with a record.
     pub fn keys(&self) -> usize {
-        self.map.len()
+        self.table.len
     }
 
     /// File size as last read.
@@ -373,6 +511,55 @@ impl Journal {
     pub fn sync(&self) -> Result<()> {
         self.file.sync_data().at("sync", &self.path)
     }
+}
+
+/// The journal's bytes: mapped (the default) or read into memory.
+#[derive(Debug)]
+enum Buf {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Buf::Mapped(map) => map,
+            Buf::Owned(vec) => vec,
+        }
+    }
+}
+
+/// Maps the journal read-only, as long as it is now.
+fn map_journal(file: &File, path: &Path) -> Result<Mmap> {
+    // SAFETY: the mapping is read-only and covers the file as long as it is
+    // now. rask-store only ever appends to a journal (one `write` per batch
+    // of records, O_APPEND) and unlinks it once no manifest names it; it
+    // never writes in place or truncates, so the mapped bytes never change
+    // under the reader (records are checksummed anyway) and never vanish.
+    // A process outside rask-store that truncates the file could still make
+    // reads fault, as for the segments (see `segment::map_file`).
+    unsafe { Mmap::map(file) }.at("map the index journal", path)
+}
+
+/// Reads `file` from `bytes.len()` to `len` onto the end of `bytes`, with `pread`.
+fn read_into(file: &File, path: &Path, bytes: &mut Vec<u8>, len: usize) -> Result<()> {
+    let mut got = bytes.len();
+    bytes.resize(len, 0);
+    while got < len {
+        match file.read_at(&mut bytes[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                bytes.truncate(got);
+                return Err(Error::io("read the index journal", path, e));
+            }
+        }
+    }
+    bytes.truncate(got);
+    Ok(())
 }
 
 fn find_marker(bytes: &[u8]) -> Option<usize> {

@@ -113,7 +113,7 @@ pub enum AutoCompact {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IndexOptions {
-    /// Map segments (default) or read them into memory.
+    /// Map segments and the journal (default) or read them into memory.
     pub access: Access,
     /// Whether appends start compactions.
     pub auto_compact: AutoCompact,
@@ -462,7 +462,7 @@ impl Index {
     /// Opens the index of `store` with default options.
     ///
     /// Segments are mapped and their structure checked (O(1) in their size);
-    /// the journal is read into memory. Unusable files are recorded as
+    /// the journal is mapped and its records checked and filed in a table. Unusable files are recorded as
     /// problems ([`Index::stats`]), not errors: their entries read as misses.
     ///
     /// # Errors
@@ -496,8 +496,9 @@ impl Index {
     }
 
     /// Picks up what other processes appended or compacted since the last
-    /// look: re-reads the manifest if it was replaced (one `stat` tells),
-    /// then the journal's new tail.
+    /// look: the journal's new tail, or the manifest and its files if a
+    /// compaction replaced them. When nothing changed this is one `fstat`
+    /// of the journal.
     ///
     /// # Errors
     /// [`Error::Io`], or a bad manifest.
@@ -507,16 +508,25 @@ impl Index {
 
     /// As [`Index::refresh`]; true when anything new was found.
     ///
-    /// Cheap when nothing changed: a `stat` of the manifest (is it still
-    /// the file this view was loaded from?) and an `fstat` of the journal.
+    /// Cheap when nothing changed: one `fstat` of the journal. Its length
+    /// tells whether anything was appended; the manifest is examined (a
+    /// `stat`: is it still the file this view was loaded from?) only when
+    /// the journal was retired, which a compaction does before it publishes
+    /// a new manifest (docs/ARCHITECTURE.md, "index rotation"). The view is
+    /// write-locked only when there is something to read.
     fn catch_up(&self) -> Result<bool> {
-        let same = {
+        let (same, grew) = {
             let state = self.read_state();
-            match &state.manifest {
-                Some(held) => state.journal.is_some() && held.is_current(&self.layout)?,
-                None => match fs::symlink_metadata(self.layout.index_manifest()) {
-                    Ok(_) => false,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            match (&state.manifest, &state.journal) {
+                (Some(held), Some(journal)) => {
+                    let look = journal.look()?;
+                    let same = !look.retired || held.is_current(&self.layout)?;
+                    (same, look.len > journal.len())
+                }
+                (Some(_), None) => (false, false),
+                (None, _) => match fs::symlink_metadata(self.layout.index_manifest()) {
+                    Ok(_) => (false, false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (true, false),
                     Err(e) => {
                         return Err(Error::io(
                             "examine the index manifest",
@@ -527,6 +537,9 @@ impl Index {
                 },
             }
         };
+        if same && !grew {
+            return Ok(false);
+        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if same {
             match state.journal.as_mut() {
@@ -1122,7 +1135,7 @@ impl Index {
             }
         }
         let journal_path = layout.index_journal(current.generation);
-        let mut journal = match Journal::open(&journal_path, current.generation) {
+        let mut journal = match Journal::open(&journal_path, current.generation, Access::Map) {
             Ok(j) => Some(j),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -1222,7 +1235,7 @@ impl Index {
             journal_records = j.records();
             for (hash, body) in j.latest() {
                 let put = record::view(body).ok().and_then(|v| v.parts).is_some();
-                merged.insert(*hash, (body, put));
+                merged.insert(hash, (body, put));
                 step();
             }
         }
@@ -1258,6 +1271,11 @@ impl Index {
             generation,
             segments: new_segments,
         };
+        // Readers look at the manifest only once their journal is retired:
+        // mark it before the manifest that replaces it is published.
+        if let Some(j) = journal {
+            j.mark_retired()?;
+        }
         crate::fault::Point::CompactSegmentWritten.reached();
         manifest::write(layout, &manifest, self.file_durability())?;
         let report = CompactReport {
@@ -1561,7 +1579,7 @@ fn load_state(layout: &Layout, access: Access) -> Result<State> {
         }
     }
     let path = layout.index_journal(m.generation);
-    let journal = match Journal::open(&path, m.generation) {
+    let journal = match Journal::open(&path, m.generation, access) {
         Ok(j) => Some(j),
         Err(e) => {
             problems.push(IndexProblem {
@@ -1621,10 +1639,17 @@ fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
     }
 }
 
-/// Reads ahead, in every segment, what resolving `keys` (at most
+/// Reads ahead, in the journal's table and every segment, what resolving `keys` (at most
 /// [`segment::WARM_BATCH`]) will read, overlapping their cache misses.
 fn warm<'k>(state: &State, keys: impl Iterator<Item = &'k Key> + Clone) {
     let hashes: Vec<KeyHash> = keys.map(Key::hash).collect();
+    if let Some(j) = &state.journal {
+        let mut seen = 0u64;
+        for hash in &hashes {
+            seen ^= j.warm(hash);
+        }
+        std::hint::black_box(seen);
+    }
     for seg in &state.segments {
         std::hint::black_box(seg.warm(hashes.iter()));
     }
