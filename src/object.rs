@@ -398,7 +398,12 @@ fn fill(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Decodes the header at the start of `bytes` and checks that it describes
 /// a file of `file_len` bytes.
-fn check_header(bytes: &[u8], file_len: u64, id: &ObjectId, path: &Path) -> Result<Header> {
+pub(crate) fn check_header(
+    bytes: &[u8],
+    file_len: u64,
+    id: &ObjectId,
+    path: &Path,
+) -> Result<Header> {
     let what = format_args!("object {id}");
     let header = Header::decode(bytes).map_err(|r| Error::corrupt(what, path, r))?;
     if header.file_len() != Some(file_len) {

@@ -412,17 +412,9 @@ impl Store {
     pub fn object_links_unverified(&self, id: &ObjectId) -> Result<(Header, Vec<ObjectId>)> {
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
-        let what = format_args!("object {id}");
         let mut head = [0u8; HEADER_LEN];
         let got = read_up_to(&mut file, &mut head).at("read object", &path)?;
-        let header = Header::decode(&head[..got]).map_err(|r| Error::corrupt(what, &path, r))?;
-        if header.file_len() != Some(meta.len()) {
-            return Err(Error::corrupt(
-                what,
-                &path,
-                "file length does not match its header",
-            ));
-        }
+        let header = object::check_header(&head[..got], meta.len(), id, &path)?;
         let mut link_bytes = vec![0u8; header.link_count as usize * ID_LEN];
         file.read_exact(&mut link_bytes).at("read object", &path)?;
         Ok((header, object::decode_links(&link_bytes)))
@@ -553,18 +545,7 @@ fn verify_file(
     let what = format_args!("object {id}");
     let mut head = [0u8; HEADER_LEN];
     let got = read_up_to(file, &mut head).at("read object", path)?;
-    let header = Header::decode(&head[..got]).map_err(|r| Error::corrupt(what, path, r))?;
-    if header.file_len() != Some(file_len) {
-        return Err(Error::corrupt(
-            what,
-            path,
-            format!(
-                "file is {file_len} bytes but its header describes {} links and a {}-byte \
-                 payload (truncated or extended)",
-                header.link_count, header.payload_len
-            ),
-        ));
-    }
+    let header = object::check_header(&head[..got], file_len, id, path)?;
     let mut link_bytes = vec![0u8; header.link_count as usize * ID_LEN];
     file.read_exact(&mut link_bytes).at("read object", path)?;
     let links = object::decode_links(&link_bytes);
