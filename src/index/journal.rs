@@ -298,7 +298,7 @@ impl Journal {
                 (Buf::Owned(bytes), Access::Read) => read_into(&self.file, &self.path, bytes, len)?,
                 (bytes, _) => {
                     // Mapped whole again: O(1), and only the pages read are faulted in.
-                    *bytes = Buf::Mapped(map_journal(&self.file, &self.path)?);
+                    *bytes = Buf::Mapped(super::segment::map_file(&self.file, &self.path)?);
                 }
             }
             if self.table.slots.is_empty() {
@@ -529,18 +529,6 @@ impl std::ops::Deref for Buf {
             Buf::Owned(vec) => vec,
         }
     }
-}
-
-/// Maps the journal read-only, as long as it is now.
-fn map_journal(file: &File, path: &Path) -> Result<Mmap> {
-    // SAFETY: the mapping is read-only and covers the file as long as it is
-    // now. rask-store only ever appends to a journal (one `write` per batch
-    // of records, O_APPEND) and unlinks it once no manifest names it; it
-    // never writes in place or truncates, so the mapped bytes never change
-    // under the reader (records are checksummed anyway) and never vanish.
-    // A process outside rask-store that truncates the file could still make
-    // reads fault, as for the segments (see `segment::map_file`).
-    unsafe { Mmap::map(file) }.at("map the index journal", path)
 }
 
 /// Reads `file` from `bytes.len()` to `len` onto the end of `bytes`, with `pread`.

@@ -147,19 +147,25 @@ impl Deref for Bytes {
     }
 }
 
-/// Maps a published segment file read-only.
+/// Maps an index file (a published segment, or a journal) read-only: the
+/// crate's only `unsafe`.
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` when the mapping fails.
-fn map_file(file: &File, path: &Path) -> Result<Mmap> {
-    // SAFETY: the mapping is read-only and `path` is a published segment.
-    // Published segments are never written or truncated by rask-store: they
-    // are created whole in tmp/, made read-only (0444), renamed into index/,
-    // and only ever unlinked (after the manifest stops naming them), which
-    // leaves this mapping's inode intact. A process outside rask-store that
-    // truncates the file could still make reads fault; that is outside the
-    // store's contract, as for any memory-mapped database.
-    unsafe { Mmap::map(file) }.at("map the index segment", path)
+pub(super) fn map_file(file: &File, path: &Path) -> Result<Mmap> {
+    // SAFETY: the mapping is read-only and covers the file as long as it is
+    // now, and rask-store never changes those bytes or shortens the file:
+    // - a published segment is created whole in tmp/, made read-only
+    //   (0444), renamed into index/, and only ever unlinked (after the
+    //   manifest stops naming it), which leaves this mapping's inode intact;
+    // - a journal is only ever appended to (O_APPEND, whole records) and
+    //   unlinked once no manifest names it; it is never written in place or
+    //   truncated, so the mapped prefix stays as it was (and its records are
+    //   checksummed anyway).
+    // A process outside rask-store that truncates the file could still make
+    // reads fault; that is outside the store's contract, as for any
+    // memory-mapped database.
+    unsafe { Mmap::map(file) }.at("map the index file", path)
 }
 
 /// An open, structurally checked segment.
