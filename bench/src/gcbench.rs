@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use rask_store::{Durability, Index, Kind, Lookup, Namespace, Store, StoreOptions};
+use rask_store::{Durability, Index, Lookup, Namespace, Store, StoreOptions};
 
 use crate::peer::{Res, disk_usage};
 use crate::peers::git::{git, run};
@@ -90,19 +90,7 @@ pub fn run_gc(args: &RunArgs) -> Res<()> {
     let index = Index::open(&store)?;
     let ns = Namespace::new(NAMESPACE)?;
     let ((), put) = phase("populate (Index::put)", "rask", || {
-        let mut buf = Vec::new();
-        for i in 0..n {
-            synth::value(seed, i, Sizes::Artifacts, &mut buf);
-            index.put(
-                &store,
-                &synth::key(&ns, seed, i)?,
-                Kind::Instance,
-                &[(PART, &buf)],
-            )?;
-        }
-        index.flush()?;
-        store.flush()?;
-        Ok(())
+        synth::populate(&store, &index, &ns, (seed, n), Sizes::Artifacts, PART)
     })?;
     let rask_disk = disk_usage(&root)?;
 

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::Args;
-use rask_store::{Durability, Index, Kind, Lookup, Namespace, Store, StoreOptions};
+use rask_store::{Durability, Index, Lookup, Namespace, Store, StoreOptions};
 
 use crate::gcbench::group;
 use crate::peer::{Res, disk_usage};
@@ -152,19 +152,7 @@ pub fn run_index(args: &RunArgs) -> Res<()> {
         let index = Index::open(&store)?;
         let ns = Namespace::new(NAMESPACE)?;
         let ((), secs, waited) = timed("insert (Index::put)", "rask", || {
-            let mut buf = Vec::new();
-            for i in 0..n {
-                synth::value(seed, i, Sizes::Small, &mut buf);
-                index.put(
-                    &store,
-                    &synth::key(&ns, seed, i)?,
-                    Kind::Instance,
-                    &[(PART, &buf)],
-                )?;
-            }
-            index.flush()?;
-            store.flush()?;
-            Ok(())
+            synth::populate(&store, &index, &ns, (seed, n), Sizes::Small, PART)
         })?;
         let stats = index.stats()?;
         let mut inserted = measure_rask(&store, &index, &ns, seed, n, &root)?;
@@ -378,29 +366,16 @@ fn measure_cacache(dir: &Path, seed: u64, n: u64) -> Res<Figures> {
 fn fresh(f: &mut Figures, which: &str, dir: &Path, seed: u64, n: u64) -> Res<()> {
     for i in sample(seed, 3, n, FRESH_RUNS as u64) {
         let start = Instant::now();
-        let out = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(std::env::current_exe()?);
+        child
             .arg("index-child")
             .args(["--store", which])
             .arg("--dir")
             .arg(dir)
-            .args(["--seed", &seed.to_string(), "--i", &i.to_string()])
-            .output()?;
+            .args(["--seed", &seed.to_string(), "--i", &i.to_string()]);
+        let stdout = crate::run_child(&mut child, "index-child")?;
         let wall = start.elapsed().as_secs_f64();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!(
-                "index-child failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-            .into());
-        }
-        let field = |name: &str| -> Res<f64> {
-            let value = stdout
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .ok_or_else(|| format!("index-child printed {stdout:?}"))?;
-            Ok(value.parse()?)
-        };
+        let field = |name| crate::child_field(&stdout, name, "index-child");
         f.fresh_lookup.push(field("lookup=")?);
         f.fresh_get.push(field("get=")?);
         f.fresh_wall.push(wall);

@@ -374,29 +374,38 @@ fn exists_all(peer: &mut dyn Peer, keys: &[&[u8]], expected: &[bool]) -> Res<()>
 /// returns the seconds the child measured from opening the store to the last
 /// byte checked, and the seconds of those it waited for a CPU.
 fn fresh_get(spec: &PeerSpec, dir: &Path, args: &RunArgs) -> Res<(f64, f64)> {
-    let out = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(std::env::current_exe()?);
+    child
         .arg("read-child")
         .args(["--peer", spec.id])
         .arg("--dir")
         .arg(dir)
-        .args(["--n", &args.n.to_string(), "--seed", &args.seed.to_string()])
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .args(["--n", &args.n.to_string(), "--seed", &args.seed.to_string()]);
+    let stdout = run_child(&mut child, "read-child")?;
+    let field = |name| child_field(&stdout, name, "read-child");
+    Ok((field("secs=")?, field("waited=")?))
+}
+
+/// Runs the harness re-running itself as `what` and returns what it printed.
+pub fn run_child(child: &mut Command, what: &str) -> Res<String> {
+    let out = child.output()?;
     if !out.status.success() {
         return Err(format!(
-            "read-child failed: {}",
+            "{what} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )
         .into());
     }
-    let field = |name: &str| -> Res<f64> {
-        let value = stdout
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .ok_or_else(|| format!("read-child printed {stdout:?}"))?;
-        Ok(value.parse()?)
-    };
-    Ok((field("secs=")?, field("waited=")?))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The number a child printed as `name<value>` (for example `secs=1.5`).
+pub fn child_field(stdout: &str, name: &str, what: &str) -> Res<f64> {
+    let value = stdout
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(name))
+        .ok_or_else(|| format!("{what} printed {stdout:?}"))?;
+    Ok(value.parse()?)
 }
 
 fn read_child(args: &ChildArgs) -> Res<()> {

@@ -13,7 +13,7 @@
 //!
 //! Keys: `(package, function, body hash)`, all derived from `i`.
 
-use rask_store::{Component, Key, Namespace};
+use rask_store::{Component, Index, Key, Kind, Namespace, Store};
 
 use crate::peer::Res;
 use crate::rng::Rng;
@@ -67,6 +67,32 @@ pub fn key(namespace: &Namespace, seed: u64, i: u64) -> Res<Key> {
         Component::Hash(rng.hash32()),
     ];
     Ok(Key::new(namespace.clone(), components)?)
+}
+
+/// Puts entries `0..n` through the index, one part named `part` each with
+/// a value of `sizes`, then flushes index and store: how the gc and index
+/// modes fill a store.
+pub fn populate(
+    store: &Store,
+    index: &Index,
+    namespace: &Namespace,
+    (seed, n): (u64, u64),
+    sizes: Sizes,
+    part: &str,
+) -> Res<()> {
+    let mut buf = Vec::new();
+    for i in 0..n {
+        value(seed, i, sizes, &mut buf);
+        index.put(
+            store,
+            &key(namespace, seed, i)?,
+            Kind::Instance,
+            &[(part, &buf)],
+        )?;
+    }
+    index.flush()?;
+    store.flush()?;
+    Ok(())
 }
 
 /// The same key as bytes, for stores whose keys are strings (cacache).
