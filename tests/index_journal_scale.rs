@@ -12,6 +12,8 @@
 //! final compaction; later runs with the same directory reuse the store
 //! and only read it, so two builds can be timed on the same files.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,7 @@ fn p50(mut v: Vec<Duration>) -> Duration {
 
 const ENV_CHILD_STORE: &str = "RASK_JOURNAL_SCALE_CHILD_STORE";
 const ENV_CHILD_READ: &str = "RASK_JOURNAL_SCALE_CHILD_READ";
+const ENV_CHILD_KEY: &str = "RASK_JOURNAL_SCALE_CHILD_KEY";
 
 /// The child's body: open the store and its index afresh (journal mapped,
 /// or read when asked), answer one lookup, print the time taken.
@@ -53,22 +56,26 @@ fn child_open_and_lookup() {
     let t = Instant::now();
     let store = Store::open(&root, StoreOptions::with_durability(Durability::None)).unwrap();
     let index = Index::open_with(&store, IndexOptions::default().with_access(access)).unwrap();
-    let hit = index.lookup(&key(12_345)).unwrap();
+    let hit = index
+        .lookup(&key(common::env_number(ENV_CHILD_KEY, 0)))
+        .unwrap();
     let took = t.elapsed();
     assert!(hit.is_hit());
     println!("child-open-lookup-ns {}", took.as_nanos());
 }
 
 /// Open + one lookup in a fresh process (the test binary re-run as a
-/// child), p50 over `runs`, journal mapped and read alternately.
-fn fresh_process(root: &std::path::Path, runs: usize) -> (Duration, Duration) {
+/// child), p50 over `runs`, journal mapped and read alternately; the child
+/// looks up the key put as number `stored`.
+fn fresh_process(root: &std::path::Path, runs: usize, stored: u64) -> (Duration, Duration) {
     let mut mapped = Vec::new();
     let mut read = Vec::new();
     for _ in 0..runs {
         for read_it in [false, true] {
             let mut cmd = Command::new(std::env::current_exe().unwrap());
             cmd.args(["--exact", "child_open_and_lookup", "--nocapture"])
-                .env(ENV_CHILD_STORE, root);
+                .env(ENV_CHILD_STORE, root)
+                .env(ENV_CHILD_KEY, stored.to_string());
             if read_it {
                 cmd.env(ENV_CHILD_READ, "1");
             }
@@ -89,10 +96,7 @@ fn fresh_process(root: &std::path::Path, runs: usize) -> (Duration, Duration) {
 #[test]
 #[ignore = "slow; run by hand for figures"]
 fn an_index_as_inserted_answers_batches_misses_and_opens() {
-    let n: u64 = std::env::var("RASK_INDEX_SCALE_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let n: u64 = common::env_number("RASK_INDEX_SCALE_N", 200_000);
     let dir = tempfile::tempdir().unwrap();
     let root = std::env::var_os("RASK_INDEX_SCALE_DIR")
         .map_or_else(|| dir.path().join("cache"), std::path::PathBuf::from);
@@ -124,10 +128,7 @@ fn an_index_as_inserted_answers_batches_misses_and_opens() {
     }
 
     // Opening afresh and answering one lookup (what a new compiler process pays).
-    let open_runs: u64 = std::env::var("RASK_INDEX_SCALE_OPENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(21);
+    let open_runs: u64 = common::env_number("RASK_INDEX_SCALE_OPENS", 21);
     let mut opens = Vec::new();
     for r in 0..open_runs {
         let t = Instant::now();
@@ -141,10 +142,7 @@ fn an_index_as_inserted_answers_batches_misses_and_opens() {
     let stats = index.stats().unwrap();
     assert_eq!(stats.entries, n, "every entry put is counted");
 
-    let miss_count: u64 = std::env::var("RASK_INDEX_SCALE_MISSES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let miss_count: u64 = common::env_number("RASK_INDEX_SCALE_MISSES", 20_000);
     let mut misses = Vec::with_capacity(miss_count as usize);
     for i in 0..miss_count {
         let k = key(n + 2_000_000 + i);
@@ -171,10 +169,7 @@ fn an_index_as_inserted_answers_batches_misses_and_opens() {
             }
         })
         .collect();
-    let runs: usize = std::env::var("RASK_INDEX_SCALE_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let runs: usize = common::env_number("RASK_INDEX_SCALE_RUNS", 5);
     let mut fm = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
@@ -184,7 +179,7 @@ fn an_index_as_inserted_answers_batches_misses_and_opens() {
         assert!(missing.iter().all(|&i| i % 2 == 1));
     }
     let best = *fm.iter().min().unwrap();
-    let (fresh_mapped, fresh_read) = fresh_process(&root, 15);
+    let (fresh_mapped, fresh_read) = fresh_process(&root, 15, (n / 2).min(12_345));
     println!(
         "fresh process open + 1 lookup p50: journal mapped {fresh_mapped:?}, read {fresh_read:?}"
     );

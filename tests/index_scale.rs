@@ -6,6 +6,8 @@
 //! With `RASK_INDEX_SCALE_DIR=DIR` the store is kept in DIR, and a later run
 //! with the same N reuses it (the puts are skipped, the read figures taken).
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,10 +32,7 @@ fn key(i: u64) -> Key {
 #[test]
 #[ignore = "slow; run by hand for figures"]
 fn a_large_index_finds_every_entry() {
-    let n: u64 = std::env::var("RASK_INDEX_SCALE_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let n: u64 = common::env_number("RASK_INDEX_SCALE_N", 200_000);
     // RASK_INDEX_SCALE_DIR keeps the store there, to time other processes on it.
     let dir = tempfile::tempdir().unwrap();
     let root = std::env::var_os("RASK_INDEX_SCALE_DIR")

@@ -16,6 +16,8 @@
 //! past every recently freed inode (`recently_deleted` in the kernel), and
 //! that cost lands on whichever store runs next.
 
+mod common;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -106,10 +108,7 @@ fn per_op(total: Duration, n: usize) -> f64 {
 #[test]
 #[ignore = "measurement: run by hand"]
 fn put_and_get_next_to_the_raw_filesystem() {
-    let n: usize = std::env::var("RASK_COST_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
+    let n: usize = common::env_number("RASK_COST_N", 20_000);
     let dir = match std::env::var_os("RASK_COST_DIR") {
         Some(parent) => tempfile::tempdir_in(parent).unwrap(),
         None => tempfile::tempdir().unwrap(),

@@ -16,6 +16,8 @@
 //!    process's CPU time (from `/proc/self/stat`), which a busy machine
 //!    stretches much less than wall time.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
@@ -52,10 +54,7 @@ fn get_with_drain(store: &Store, id: &ObjectId) -> Vec<u8> {
 #[test]
 #[ignore = "measurement: run by hand"]
 fn keyed_get_read_path_and_verify_walk() {
-    let n: usize = std::env::var("RASK_COST_N")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
+    let n: usize = common::env_number("RASK_COST_N", 20_000);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(dir.path(), StoreOptions::with_durability(Durability::None)).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
