@@ -115,6 +115,11 @@ struct Figures {
     disk: (u64, u64),
 }
 
+/// "best / median" of timings in seconds, as milliseconds.
+fn best_and_median(v: &[f64]) -> String {
+    format!("{} / {}", millis(min(v)), millis(median(v)))
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -497,49 +502,25 @@ fn render(
     );
     row(
         "find_missing, 20,000 keys (½ absent): best / median of 5",
-        &|f| {
-            format!(
-                "{} / {}",
-                millis(min(&f.find_missing)),
-                millis(median(&f.find_missing))
-            )
-        },
+        &|f| best_and_median(&f.find_missing),
         "< 10 ms",
         verdict(&|f| median(&f.find_missing) < 0.010),
     );
     row(
         "fresh process: open + one lookup, in the child: best / median of 7",
-        &|f| {
-            format!(
-                "{} / {}",
-                millis(min(&f.fresh_lookup)),
-                millis(median(&f.fresh_lookup))
-            )
-        },
+        &|f| best_and_median(&f.fresh_lookup),
         "< 5 ms",
         verdict(&|f| median(&f.fresh_lookup) < 0.005),
     );
     row(
         "fresh process: open + lookup + verified read",
-        &|f| {
-            format!(
-                "{} / {}",
-                millis(min(&f.fresh_get)),
-                millis(median(&f.fresh_get))
-            )
-        },
+        &|f| best_and_median(&f.fresh_get),
         "–",
         "–".into(),
     );
     row(
         "fresh process: spawn to exit, from the parent",
-        &|f| {
-            format!(
-                "{} / {}",
-                millis(min(&f.fresh_wall)),
-                millis(median(&f.fresh_wall))
-            )
-        },
+        &|f| best_and_median(&f.fresh_wall),
         "–",
         "–".into(),
     );
