@@ -266,6 +266,21 @@ pub(crate) fn still_at(file: &File, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// Whether a live process holds the lock file at `path` (its `flock` is
+/// taken). A missing file, or one whose holder is dead, is not held.
+pub(crate) fn held_by_live_process(path: &Path) -> io::Result<bool> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// A lock file this process created and holds (see the module docs).
 /// Dropping it removes the file, then releases the `flock`.
 #[derive(Debug)]

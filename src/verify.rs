@@ -65,8 +65,9 @@
 //! that may just have been written is re-checked before it is reported: a
 //! link is dangling only if its target is still absent when checked a
 //! second time; an entry or ref only if it still holds the same value; a
-//! torn journal tail or reflog line only if it is still there when read
-//! again. Each hashing worker holds one file open at a time.
+//! torn journal tail only if it is still there when read again, a damaged
+//! reflog line only if it is still there when read again after its ref's
+//! lock is free (appends happen under that lock). Each hashing worker holds one file open at a time.
 //!
 //! Remaining window: a garbage ref is retired unconditionally (it has no
 //! value to compare against); it is re-read just before, so only a writer
@@ -85,7 +86,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::index::{Entry, Index};
 use crate::layout::{Layout, REF_LOCK_SUFFIX};
-use crate::lock::{HeldLockFile, PinState, SharedGuard, TryCreate, Wait};
+use crate::lock::{self, Backoff, HeldLockFile, PinState, SharedGuard, TryCreate, Wait};
 use crate::name::{Namespace, PackageName};
 use crate::publish::{self, Access};
 use crate::refs::{self, Expect};
@@ -586,7 +587,9 @@ fn check_index(
     }
     let first = index.check()?;
     if !first.is_empty() {
-        // A torn tail may be an append in progress: report what persists.
+        // A torn tail may be an append in progress: report what persists
+        // once no append is under way.
+        index.wait_for_appends(refs::REF_LOCK_TIMEOUT)?;
         let second = index.check()?;
         for p in first.into_iter().filter(|p| second.contains(p)) {
             found.push((
@@ -861,7 +864,7 @@ fn check_reflogs(store: &Store, found: &mut Vec<(Problem, Action)>) -> Result<()
             if first.damaged.is_empty() {
                 continue;
             }
-            let second = store.reflog(&ns, &pkg)?;
+            let second = reread_after_writer(store, &ns, &pkg)?;
             for line in first.damaged.iter().filter(|l| second.damaged.contains(l)) {
                 found.push((
                     problem(
@@ -878,6 +881,20 @@ fn check_reflogs(store: &Store, found: &mut Vec<(Problem, Action)>) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Re-reads a reflog once no live process holds its ref's lock (a writer
+/// appending under it may have been caught between the pages of one line),
+/// waiting at most [`refs::REF_LOCK_TIMEOUT`].
+fn reread_after_writer(store: &Store, ns: &Namespace, pkg: &PackageName) -> Result<refs::Reflog> {
+    let lock = store.layout().ref_lock_path(ns, pkg);
+    let mut backoff = Backoff::new(refs::REF_LOCK_TIMEOUT);
+    while lock::held_by_live_process(&lock).at("check ref lock", &lock)? {
+        if !backoff.sleep() {
+            break;
+        }
+    }
+    store.reflog(ns, pkg)
 }
 
 fn check_pins(store: &Store, found: &mut Vec<(Problem, Action)>) -> Result<()> {

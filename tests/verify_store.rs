@@ -504,3 +504,114 @@ fn an_unfinished_transaction_is_reported_and_completed_by_repair() {
     let again = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
     assert!(again.problems.is_empty(), "{:#?}", again.problems);
 }
+
+/// A reflog line caught half-appended (a writer holds the ref's lock and has
+/// written only part of it) is not reported as damage: verify waits for the
+/// lock to be free and reads the reflog again. Without the lock held, the
+/// same torn line is reported.
+#[test]
+fn a_reflog_line_half_appended_under_its_ref_lock_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let ns = Namespace::new("rask-1.0").unwrap();
+    let pkg = PackageName::new("pkg").unwrap();
+    let first = store.put_object(Kind::Blob, &[], b"first").unwrap();
+    let second = store.put_object(Kind::Blob, &[], b"second").unwrap();
+    store
+        .update_ref(&ns, &pkg, Expect::Absent, first, "one")
+        .unwrap();
+    let layout = store.layout();
+    let log = layout.reflog_path(&ns, &pkg);
+    let line = rask_store::refs::reflog_line(&rask_store::refs::ReflogEntry {
+        old: Some(first),
+        new: Some(second),
+        time: 1,
+        message: "two".into(),
+    });
+    let (head, tail) = line.split_at(line.len() / 2);
+
+    // A writer in the middle of its append: lock held, half the line written.
+    let lock_path = layout.ref_lock_path(&ns, &pkg);
+    let lock = fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    append(&log, head);
+    let writer = {
+        let (log, tail) = (log.clone(), tail.to_string());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            append(&log, &tail);
+            fs::remove_file(&lock_path).unwrap();
+            drop(lock);
+        })
+    };
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    writer.join().unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert_eq!(store.reflog(&ns, &pkg).unwrap().entries.len(), 2);
+
+    // The same half line with nobody appending is a torn append.
+    append(&log, head);
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    let kinds: Vec<_> = report.problems.iter().map(|p| (p.kind, &p.path)).collect();
+    assert_eq!(kinds, vec![(ProblemKind::DamagedReflogLine, &log)]);
+}
+
+fn append(path: &Path, text: &str) {
+    append_bytes(path, text.as_bytes());
+}
+
+/// The same for the index journal: a record caught half-written while a
+/// writer holds the journal's append lock is not damage; left torn with
+/// nobody appending, it is.
+#[test]
+fn a_journal_record_half_appended_under_the_append_lock_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let ns = Namespace::new("rask-1.0").unwrap();
+    let index = Index::open(&store).unwrap();
+    index
+        .put(&store, &key(&ns, 0), Kind::Blob, &[("v", b"zero")])
+        .unwrap();
+    let journal = index.stats().unwrap().journal_path;
+    // The bytes one more put appends: a whole record, cut from the journal.
+    let before = fs::metadata(&journal).unwrap().len() as usize;
+    index
+        .put(&store, &key(&ns, 1), Kind::Blob, &[("v", b"one")])
+        .unwrap();
+    let bytes = fs::read(&journal).unwrap();
+    let record = bytes[before..].to_vec();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(before as u64)
+        .unwrap();
+    let (head, tail) = record.split_at(record.len() / 2);
+
+    let writer_fd = fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    writer_fd.lock_shared().unwrap();
+    append_bytes(&journal, head);
+    let writer = {
+        let (journal, tail) = (journal.clone(), tail.to_vec());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            append_bytes(&journal, &tail);
+            drop(writer_fd);
+        })
+    };
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    writer.join().unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert_eq!(report.entries, 2);
+
+    append_bytes(&journal, head);
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    let kinds: Vec<_> = report.problems.iter().map(|p| (p.kind, &p.path)).collect();
+    assert_eq!(kinds, vec![(ProblemKind::DamagedIndexFile, &journal)]);
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+}

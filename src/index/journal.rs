@@ -499,6 +499,25 @@ impl Journal {
         self.file.lock().at("lock the index journal", &self.path)
     }
 
+    /// Whether some process holds the append lock (an append or a
+    /// compaction's final read is in progress). Takes and releases the
+    /// exclusive lock to find out, so it never blocks.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when locking fails for another reason.
+    pub fn busy(&self) -> Result<bool> {
+        match self.file.try_lock() {
+            Ok(()) => {
+                self.unlock();
+                Ok(false)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io("lock the index journal", &self.path, e))
+            }
+        }
+    }
+
     /// Releases a lock taken with either method.
     pub fn unlock(&self) {
         let _ = self.file.unlock();

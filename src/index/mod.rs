@@ -1438,6 +1438,28 @@ impl Index {
         })
     }
 
+    /// Waits (at most `limit`) until no process is in the middle of an
+    /// append to the current journal, then picks up what was appended. A
+    /// torn tail seen before this returns may have been an append in
+    /// progress; one seen after it, at the same offset, was not.
+    ///
+    /// # Errors
+    /// [`Error::Io`], or a bad manifest.
+    pub fn wait_for_appends(&self, limit: std::time::Duration) -> Result<()> {
+        self.refresh()?;
+        let mut backoff = crate::lock::Backoff::new(limit);
+        loop {
+            let busy = match &self.read_state().journal {
+                Some(journal) => journal.busy()?,
+                None => false,
+            };
+            if !busy || !backoff.sleep() {
+                break;
+            }
+        }
+        self.refresh()
+    }
+
     /// The full check for verify: everything [`Index::stats`] reports, plus
     /// each segment's whole-file checksum, table order and every record.
     /// Returns every problem found.
