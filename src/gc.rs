@@ -20,13 +20,13 @@
 //! every few thousand objects, measuring and sweeping per fanout directory,
 //! eviction every 256 entries, compaction every few thousand index records. The library itself never prints.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, IoContext, Result};
-use crate::id::ObjectId;
+use crate::id::{DigestState, IdMap, IdSet, ObjectId};
 use crate::index::{Entry, Index};
 use crate::key::KeyHash;
 use crate::lock::{ExclusiveGuard, Wait};
@@ -249,14 +249,10 @@ pub fn collect_objects(
 }
 
 /// Every object reachable from `roots` through links.
-fn mark(
-    store: &Store,
-    roots: &[ObjectId],
-    progress: &dyn Fn(GcProgress),
-) -> Result<HashSet<ObjectId>> {
+fn mark(store: &Store, roots: &[ObjectId], progress: &dyn Fn(GcProgress)) -> Result<IdSet> {
     let mut marking = GcProgress::start(GcPhase::Marking);
     progress(marking);
-    let mut marked: HashSet<ObjectId> = HashSet::with_capacity(roots.len() * 2);
+    let mut marked = IdSet::with_capacity_and_hasher(roots.len() * 2, DigestState::default());
     let mut queue: Vec<ObjectId> = Vec::new();
     for &root in roots {
         if marked.insert(root) {
@@ -398,7 +394,7 @@ pub fn collect(
 ) -> Result<StoreGcReport> {
     let mut report = StoreGcReport::default();
     let dry_run = policy.objects.mode == GcMode::DryRun;
-    let mut evicted: HashSet<KeyHash> = HashSet::new();
+    let mut evicted: HashSet<KeyHash, DigestState> = HashSet::default();
     if policy.max_size.is_some() || policy.max_age.is_some() {
         let protected = mark(store, &fixed_roots(store, policy.reflog_keep)?.0, progress)?;
         let (chosen, bytes_before, within_cap) =
@@ -485,7 +481,7 @@ fn fixed_roots(store: &Store, reflog_keep: Duration) -> Result<(Vec<ObjectId>, R
 fn choose_evictions(
     store: &Store,
     index: &Index,
-    protected: &HashSet<ObjectId>,
+    protected: &IdSet,
     policy: &GcPolicy,
     progress: &dyn Fn(GcProgress),
 ) -> Result<(Vec<Entry>, u64, bool)> {
@@ -506,7 +502,7 @@ fn choose_evictions(
     }
     let bytes_before = total;
     let entries = index.entries()?;
-    let mut refcount: HashMap<ObjectId, u32> = HashMap::new();
+    let mut refcount: IdMap<u32> = IdMap::default();
     for entry in &entries {
         for part in entry.parts() {
             *refcount.entry(part.id).or_default() += 1;

@@ -4,7 +4,9 @@
 //! or by parsing user input; nothing else constructs one from loose bytes
 //! except the decoders of on-disk formats, which validate what they read.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -56,6 +58,37 @@ impl ObjectId {
         Ok(ObjectId(bytes))
     }
 }
+
+/// A [`Hasher`] for sets and maps keyed by digests (object ids, key
+/// hashes), which are already uniformly distributed: the first eight bytes
+/// written are the hash, with no keyed mixing. Verify and gc hold every id
+/// of a store in such sets, where SipHash over 32 bytes cost more than the
+/// lookups themselves. Only for digests: an attacker who can name files in
+/// a store could make ids collide in it, but one who can write the store can
+/// already do worse.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A digest arrives as a length prefix, then its bytes.
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+    }
+}
+
+/// Builds [`DigestHasher`]s.
+pub(crate) type DigestState = BuildHasherDefault<DigestHasher>;
+/// A set of object ids, hashed by [`DigestHasher`].
+pub(crate) type IdSet = HashSet<ObjectId, DigestState>;
+/// A map from object ids, hashed by [`DigestHasher`].
+pub(crate) type IdMap<V> = HashMap<ObjectId, V, DigestState>;
 
 /// A user's way of naming an object: a full id or a unique prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +159,27 @@ impl fmt::Debug for ObjectId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ids that share the eight bytes the hasher looks at are still
+    /// distinct members: verify and gc must never take two objects for one.
+    #[test]
+    fn id_sets_keep_ids_that_collide_in_the_hash_apart() {
+        let mut set = IdSet::default();
+        let mut map: IdMap<usize> = IdMap::default();
+        for i in 0..1000u16 {
+            let mut bytes = [7u8; ID_LEN];
+            bytes[30..].copy_from_slice(&i.to_le_bytes());
+            let id = ObjectId::from_bytes(bytes);
+            assert!(set.insert(id), "id {i} taken for an earlier one");
+            map.insert(id, usize::from(i));
+        }
+        assert_eq!(set.len(), 1000);
+        let mut probe = [7u8; ID_LEN];
+        probe[30..].copy_from_slice(&999u16.to_le_bytes());
+        assert_eq!(map.get(&ObjectId::from_bytes(probe)), Some(&999));
+        probe[30..].copy_from_slice(&1000u16.to_le_bytes());
+        assert!(!set.contains(&ObjectId::from_bytes(probe)));
+    }
 
     #[test]
     fn hex_round_trip_is_lowercase() {

@@ -74,7 +74,7 @@
 //! that replaces it in that instant is overruled, and its value is then
 //! recorded as the old value in the reflog line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -83,8 +83,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, IoContext, Result};
-use crate::id::ObjectId;
-use crate::index::{Entry, Index};
+use crate::id::{IdMap, IdSet, ObjectId};
+use crate::index::{Entry, Index, PartView};
 use crate::layout::{Layout, REF_LOCK_SUFFIX};
 use crate::lock::{self, Backoff, HeldLockFile, PinState, SharedGuard, TryCreate, Wait};
 use crate::name::{Namespace, PackageName};
@@ -291,14 +291,14 @@ enum Action {
 
 /// The link graph and the object results of the walk.
 struct Graph {
-    present: HashSet<ObjectId>,
+    present: IdSet,
     /// Objects the walk found corrupt or unreadable.
-    bad: HashSet<ObjectId>,
+    bad: IdSet,
     /// Every id whose closure is incomplete, with a missing or damaged
     /// object it reaches (itself, for a missing or damaged one).
-    broken: HashMap<ObjectId, ObjectId>,
+    broken: IdMap<ObjectId>,
     /// Results for objects that appeared after the walk.
-    late: Mutex<HashMap<ObjectId, Reach>>,
+    late: Mutex<IdMap<Reach>>,
 }
 
 /// Whether an object and everything it links to can be used.
@@ -317,12 +317,12 @@ enum Reach {
 impl Graph {
     fn build(
         store: &Store,
-        present: HashSet<ObjectId>,
-        bad: HashSet<ObjectId>,
+        present: IdSet,
+        bad: IdSet,
         links: &[(ObjectId, ObjectId)],
     ) -> Result<Graph> {
-        let mut parents: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
-        let mut broken: HashMap<ObjectId, ObjectId> = HashMap::new();
+        let mut parents: IdMap<Vec<ObjectId>> = IdMap::default();
+        let mut broken: IdMap<ObjectId> = IdMap::default();
         for &id in &bad {
             broken.insert(id, id);
         }
@@ -347,13 +347,17 @@ impl Graph {
             present,
             bad,
             broken,
-            late: Mutex::new(HashMap::new()),
+            late: Mutex::new(IdMap::default()),
         })
     }
 
     /// Whether `id` and its closure are usable, from the walk's results,
     /// checking objects that appeared since (once each).
     fn reach(&self, store: &Store, id: ObjectId) -> Result<Reach> {
+        if self.present.contains(&id) && self.broken.is_empty() {
+            // The common case: a whole store.
+            return Ok(Reach::Whole);
+        }
         if self.bad.contains(&id) {
             return Ok(Reach::Damaged);
         }
@@ -491,8 +495,9 @@ pub fn verify(
     report.objects = objects.into_inner();
     report.bytes = bytes.into_inner();
 
-    let mut present: HashSet<ObjectId> = HashSet::new();
-    let mut bad: HashSet<ObjectId> = HashSet::new();
+    let total = results.iter().map(|r| r.present.len()).sum();
+    let mut present = IdSet::with_capacity_and_hasher(total, Default::default());
+    let mut bad = IdSet::default();
     let mut links: Vec<(ObjectId, ObjectId)> = Vec::new();
     for result in results {
         present.extend(result.present);
@@ -598,12 +603,19 @@ fn check_index(
             ));
         }
     }
-    let entries = index.entries()?;
-    report.entries = entries.len() as u64;
-    for entry in entries {
-        let Some((kind, detail)) = entry_problem(store, graph, &entry)? else {
-            continue;
-        };
+    // Entries whose parts are not whole, looked at again below (the walk
+    // holds the index's read lock).
+    let mut suspects: Vec<(Entry, ProblemKind, String)> = Vec::new();
+    let mut entries = 0u64;
+    index.for_each_entry(|entry| {
+        entries += 1;
+        if let Some((kind, detail)) = entry_problem(store, graph, entry.parts())? {
+            suspects.push((entry.to_entry(), kind, detail));
+        }
+        Ok(())
+    })?;
+    report.entries = entries;
+    for (entry, kind, detail) in suspects {
         // Re-check: the entry may have been replaced or removed meanwhile.
         let Ok(key) = entry.key() else { continue };
         index.refresh()?;
@@ -676,12 +688,12 @@ fn check_leftover_index_files(layout: &Layout, found: &mut Vec<(Problem, Action)
     Ok(())
 }
 
-fn entry_problem(
+fn entry_problem<'a>(
     store: &Store,
     graph: &Graph,
-    entry: &Entry,
+    parts: impl Iterator<Item = PartView<'a>>,
 ) -> Result<Option<(ProblemKind, String)>> {
-    for part in entry.parts() {
+    for part in parts {
         let id = part.id;
         let found = match graph.reach(store, id)? {
             Reach::Whole => continue,

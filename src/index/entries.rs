@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::{Entry, Index, record};
+use super::{Entry, EntryRef, Index, record};
 use crate::error::Result;
+use crate::id::DigestState;
 use crate::key::KeyHash;
 
 impl Index {
@@ -21,9 +22,29 @@ impl Index {
     /// # Errors
     /// [`crate::Error::Io`] when the journal cannot be re-read.
     pub fn entries(&self) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        self.for_each_entry(|entry| {
+            entries.push(entry.to_entry());
+            Ok(())
+        })?;
+        entries.sort_unstable_by_key(Entry::key_hash);
+        Ok(entries)
+    }
+
+    /// Hands every live entry to `f`, borrowed from the mapped files, in no
+    /// particular order: what [`Index::entries`] lists, without a copy of
+    /// each. `f` must not call back into this index (it runs under the
+    /// index's read lock); collect what needs another look and look after.
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] when the journal cannot be re-read; the first
+    /// error `f` returns, which stops the walk.
+    pub fn for_each_entry(&self, mut f: impl FnMut(EntryRef<'_>) -> Result<()>) -> Result<()> {
         self.refresh()?;
         let state = self.read_state();
-        let mut merged: HashMap<KeyHash, Option<&[u8]>> = HashMap::new();
+        let records: usize = state.segments.iter().map(|seg| seg.len()).sum();
+        let mut merged: HashMap<KeyHash, Option<&[u8]>, DigestState> =
+            HashMap::with_capacity_and_hasher(records, DigestState::default());
         for seg in &state.segments {
             for (hash, body) in seg.iter().flatten() {
                 if let Ok(view) = record::view(body)
@@ -39,16 +60,13 @@ impl Index {
                 merged.insert(hash, put.map(|_| body));
             }
         }
-        let mut entries: Vec<Entry> = merged
-            .into_values()
-            .flatten()
-            .filter_map(|body| {
-                let view = record::view(body).ok()?;
-                let parts = record::decode_parts(view.parts?).ok()?;
-                Some(Entry::from_view(&view, parts))
-            })
-            .collect();
-        entries.sort_unstable_by_key(Entry::key_hash);
-        Ok(entries)
+        for body in merged.into_values().flatten() {
+            if let Ok(view) = record::view(body)
+                && let Some(entry) = EntryRef::from_view(&view)
+            {
+                f(entry)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -230,14 +230,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn from_view(view: &RecordView<'_>, parts: Vec<PartRef>) -> Entry {
-        Entry {
-            key_hash: view.key_hash,
-            payload: view.entry_payload.to_vec(),
-            parts,
-        }
-    }
-
     /// The entry id: the id of the entry as a [`Kind::Entry`] object.
     pub fn id(&self) -> ObjectId {
         record::entry_id(&self.payload, &self.parts)
@@ -290,6 +282,16 @@ pub struct EntryRef<'a> {
 }
 
 impl<'a> EntryRef<'a> {
+    /// The entry a put record describes; `None` for a remove record.
+    fn from_view(view: &RecordView<'a>) -> Option<EntryRef<'a>> {
+        Some(EntryRef {
+            key_hash: view.key_hash,
+            key: view.key,
+            payload: view.entry_payload,
+            parts: view.parts?,
+        })
+    }
+
     /// The key hash.
     pub fn key_hash(&self) -> KeyHash {
         self.key_hash
@@ -1650,13 +1652,8 @@ fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
             "the record filed under this key hash holds another key".into(),
         );
     }
-    match view.parts {
-        Some(parts) => Resolved::Hit(EntryRef {
-            key_hash: view.key_hash,
-            key: view.key,
-            payload: view.entry_payload,
-            parts,
-        }),
+    match EntryRef::from_view(&view) {
+        Some(entry) => Resolved::Hit(entry),
         None => Resolved::Removed,
     }
 }
