@@ -310,3 +310,56 @@ fn a_deleted_journal_is_reported_and_recreated_by_the_next_put() {
     assert!(index.stats().unwrap().problems.is_empty());
     assert_eq!(assert_never_wrong(&index, &store, 0..8), 6);
 }
+
+/// An automatic compaction that fails (here: a directory sits where its new
+/// segment must go) does not fail the put that triggered it: the entry is
+/// stored and found, the failure is handed out once, puts do not retry on
+/// every append, and once the obstacle is gone a later put compacts.
+#[test]
+fn a_failed_automatic_compaction_does_not_fail_the_put() {
+    let (_dir, store) = store();
+    let options = IndexOptions::default().with_compact_min_bytes(2_000);
+    let index = Index::open_with(&store, options).unwrap();
+    let blocker = store.layout().index_segment(1);
+    fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+
+    let mut n = 0;
+    let failure = loop {
+        index
+            .put(&store, &key(n), Kind::Blob, &[("v", &value(n))])
+            .unwrap_or_else(|e| panic!("put {n} failed: {e}"));
+        n += 1;
+        if let Some(e) = index.take_compaction_failure() {
+            break e;
+        }
+        assert!(n < 1_000, "no compaction was attempted");
+    };
+    assert!(
+        failure.to_string().contains("index"),
+        "the failure names the index path: {failure}"
+    );
+    assert!(index.take_compaction_failure().is_none(), "handed out once");
+    assert_eq!(assert_never_wrong(&index, &store, 0..n), n as usize);
+    assert_eq!(
+        index.stats().unwrap().generation,
+        0,
+        "nothing was compacted"
+    );
+
+    // The next few puts do not retry (the journal has not grown by another
+    // threshold); once it has and the obstacle is gone, a put compacts.
+    fs::remove_dir_all(&blocker).unwrap();
+    let before = n;
+    while index.stats().unwrap().generation == 0 {
+        index
+            .put(&store, &key(n), Kind::Blob, &[("v", &value(n))])
+            .unwrap();
+        n += 1;
+        assert!(n < before + 1_000, "compaction never retried");
+    }
+    assert!(n > before + 1, "retried on the very next put");
+    assert!(index.take_compaction_failure().is_none());
+    assert_eq!(assert_never_wrong(&index, &store, 0..n), n as usize);
+    let index = Index::open(&store).unwrap();
+    assert_eq!(assert_never_wrong(&index, &store, 0..n), n as usize);
+}

@@ -140,6 +140,12 @@ fn put(ctx: &Context, args: PutArgs) -> Result<(), Failure> {
     store.flush()?;
     let outcome = index.put_entry(&store, &key, parts)?;
     index.flush()?;
+    if let Some(e) = index.take_compaction_failure() {
+        eprintln!(
+            "rask-store: warning: the entry is stored, but compacting the index afterwards \
+             failed: {e}; run `rask-store index compact` once that is fixed"
+        );
+    }
     let mut out = io::stdout().lock();
     print_line(&mut out, outcome.entry_id())?;
     out.flush().map_err(super::output_failure)

@@ -458,6 +458,9 @@ pub struct Index {
     append_lock: Mutex<()>,
     writer_lock: WriterLock,
     journal_dirty: AtomicBool,
+    /// The last automatic compaction's failure, and the journal length it
+    /// failed at (see [`Index::take_compaction_failure`]).
+    auto_failure: Mutex<Option<(u64, Option<Error>)>>,
 }
 
 impl Index {
@@ -490,6 +493,7 @@ impl Index {
             append_lock: Mutex::new(()),
             writer_lock: WriterLock::default(),
             journal_dirty: AtomicBool::new(false),
+            auto_failure: Mutex::new(None),
         })
     }
 
@@ -969,9 +973,40 @@ impl Index {
         if self.options.auto_compact == AutoCompact::On
             && journal_len > self.options.compact_min_bytes
         {
-            self.compact_if_free()?;
+            self.auto_compact(journal_len);
         }
         Ok(())
+    }
+
+    /// Compacts after an append took the journal past the threshold. The
+    /// append has succeeded whatever happens here, so a failure does not
+    /// fail it: it is kept for [`Index::take_compaction_failure`], and the
+    /// next attempt waits until the journal has grown by another threshold
+    /// (a full disk would otherwise make every put try again).
+    fn auto_compact(&self, journal_len: u64) {
+        let min = self.options.compact_min_bytes;
+        let failure = || self.auto_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, _)) = &*failure()
+            && journal_len < at.saturating_add(min)
+        {
+            return;
+        }
+        // Not held while compacting: other appenders must not wait on it.
+        let outcome = self.compact_if_free();
+        *failure() = match outcome {
+            Ok(()) => None,
+            Err(e) => Some((journal_len, Some(e))),
+        };
+    }
+
+    /// The error the last automatic compaction failed with, once: `None`
+    /// when it has not failed since the last call. The put that triggered
+    /// it succeeded (its entry is in the journal and is found); the journal
+    /// only keeps growing until a compaction succeeds, so a caller may want
+    /// to report it, e.g. "run `rask-store index compact`".
+    pub fn take_compaction_failure(&self) -> Option<Error> {
+        let mut failure = self.auto_failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.as_mut().and_then(|(_, e)| e.take())
     }
 
     /// Makes appended records durable (for [`Durability::Batch`]).
