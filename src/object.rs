@@ -375,6 +375,35 @@ pub fn check_file(
             "file shrank while it was read",
         ));
     }
+    check_body(id, path, header, buf)
+}
+
+/// As [`check_file`] for a file read whole into `bytes` by one `read` that
+/// came back short of its buffer: for a regular file that is the end of the
+/// file, so no `fstat` is needed. The bytes are taken as the whole file
+/// only when the header describes exactly that length; `None` means the
+/// caller must check the file the careful way (a length mismatch is only
+/// reported from there).
+pub(crate) fn check_read_whole(
+    id: &ObjectId,
+    path: &Path,
+    bytes: &[u8],
+) -> Option<Result<(Header, Vec<ObjectId>)>> {
+    let header = Header::decode(bytes).ok()?;
+    if header.file_len() != Some(bytes.len() as u64) {
+        return None;
+    }
+    Some(check_body(id, path, header, bytes))
+}
+
+/// Hashes a whole object file's bytes, its header already checked against
+/// their length.
+fn check_body(
+    id: &ObjectId,
+    path: &Path,
+    header: Header,
+    buf: &[u8],
+) -> Result<(Header, Vec<ObjectId>)> {
     let start = header.payload_offset() as usize;
     let links = decode_links(&buf[HEADER_LEN..start]);
     let digest = blake3::hash(&buf[start..]);

@@ -33,6 +33,9 @@ pub const FRESHEN_ON_READ: Duration = Duration::from_secs(60 * 60);
 /// Payloads up to this size are read into memory and checked in one pass;
 /// larger ones are checked in a first pass and copied out in a second.
 pub const IN_MEMORY_LIMIT: u64 = 16 << 20;
+/// The smallest read buffer [`Store::check_object`] reads a file with: most
+/// objects are smaller, so one `read` takes the whole file.
+const CHECK_BUFFER: usize = 256 << 10;
 const STREAM_BUF: usize = 256 << 10;
 
 /// How a store is opened.
@@ -385,8 +388,14 @@ impl Store {
     /// Verifies an object the way [`Store::object_info`] does, reading it
     /// into `scratch` (reused from call to call) and hashing on the calling
     /// thread only: the per-object check of verify, which keeps every core
-    /// busy on its own. Costs an `open`, an `fstat`, the reads of the file
-    /// and a `close`; the header's file length is the size on disk.
+    /// busy on its own.
+    ///
+    /// Costs an `open`, one `read` and a `close` when the file fits in
+    /// `scratch` (at least [`CHECK_BUFFER`] bytes, grown to the largest file
+    /// seen) and its header describes exactly the bytes read: a read of a
+    /// regular file is short only at its end. Anything else (a larger file,
+    /// a length that does not match) is checked again the careful way, with
+    /// an `fstat` and reads until the end, and reported from there.
     ///
     /// # Errors
     /// As [`Store::get_object`].
@@ -396,11 +405,28 @@ impl Store {
         scratch: &mut Vec<u8>,
     ) -> Result<(Header, Vec<ObjectId>)> {
         let path = self.layout.object_path(id);
-        let (mut file, meta) = self.open_object(id, &path)?;
-        if meta.len() > IN_MEMORY_LIMIT {
-            return verify_file(id, &path, &mut file, meta.len());
+        let mut file = self.open_object_file(id, &path)?;
+        if scratch.len() < CHECK_BUFFER {
+            scratch.resize(CHECK_BUFFER, 0);
         }
-        object::check_file(id, &path, &mut file, meta.len(), scratch)
+        let got = loop {
+            match file.read(scratch) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read object", &path, e)),
+            }
+        };
+        if got < scratch.len()
+            && let Some(checked) = object::check_read_whole(id, &path, &scratch[..got])
+        {
+            return checked;
+        }
+        file.seek(SeekFrom::Start(0)).at("seek in", &path)?;
+        let len = file.metadata().at("read metadata of", &path)?.len();
+        if len > IN_MEMORY_LIMIT {
+            return verify_file(id, &path, &mut file, len);
+        }
+        object::check_file(id, &path, &mut file, len, scratch)
     }
 
     /// Reads an object's header and links without hashing its payload: the
@@ -504,18 +530,20 @@ impl Store {
     }
 
     fn open_object(&self, id: &ObjectId, path: &Path) -> Result<(File, fs::Metadata)> {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound {
-                    id: *id,
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(Error::io("open object", path, e)),
-        };
+        let file = self.open_object_file(id, path)?;
         let meta = file.metadata().at("read metadata of", path)?;
         Ok((file, meta))
+    }
+
+    fn open_object_file(&self, id: &ObjectId, path: &Path) -> Result<File> {
+        match File::open(path) {
+            Ok(file) => Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
+                id: *id,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => Err(Error::io("open object", path, e)),
+        }
     }
 }
 

@@ -88,6 +88,12 @@ fn damage_is_all_reported_then_repaired_without_deleting_evidence() {
     overwrite(&path, &bytes[..bytes.len() / 2]);
     let emptied = ids[600];
     overwrite(&store.object_path(&emptied), b"");
+    // One with a byte appended (its header no longer matches its length).
+    let extended = ids[800];
+    let path = store.object_path(&extended);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.push(b'!');
+    overwrite(&path, &bytes);
     // One deleted behind the store's back: ids[707] is linked from ids[709].
     let deleted = ids[707];
     fs::remove_file(store.object_path(&deleted)).unwrap();
@@ -99,6 +105,7 @@ fn damage_is_all_reported_then_repaired_without_deleting_evidence() {
     let mut damaged: BTreeSet<_> = flipped.iter().map(|id| store.object_path(id)).collect();
     damaged.insert(store.object_path(&truncated));
     damaged.insert(store.object_path(&emptied));
+    damaged.insert(store.object_path(&extended));
     assert_eq!(problems_of(&report, ProblemKind::CorruptObject), damaged);
     assert_eq!(
         problems_of(&report, ProblemKind::DanglingLink),
@@ -120,7 +127,7 @@ fn damage_is_all_reported_then_repaired_without_deleting_evidence() {
     );
 
     // Nothing wrong is ever returned.
-    for id in flipped.iter().chain([&truncated, &emptied]) {
+    for id in flipped.iter().chain([&truncated, &emptied, &extended]) {
         assert!(matches!(store.get_object(id), Err(Error::Corrupt { .. })));
     }
 
@@ -132,7 +139,10 @@ fn damage_is_all_reported_then_repaired_without_deleting_evidence() {
 
     // Quarantined: every damaged file, the stray, and every object that links
     // to a damaged or deleted one (its closure is incomplete).
-    let lost: BTreeSet<usize> = (0..10).map(|k| k * 97 + 3).chain([500, 600, 707]).collect();
+    let lost: BTreeSet<usize> = (0..10)
+        .map(|k| k * 97 + 3)
+        .chain([500, 600, 707, 800])
+        .collect();
     let broken_parents: Vec<usize> = (0..ids.len())
         .filter(|i| i % 10 == 9 && (lost.contains(&(i - 1)) || lost.contains(&(i - 2))))
         .collect();
@@ -176,4 +186,34 @@ fn repair_through_the_library_marks_what_it_did() {
         "{repaired}"
     );
     assert_eq!(report.unrepaired().count(), 0);
+}
+
+/// Objects larger than verify's read buffer (256 KiB) and larger than what
+/// is read into memory at all (16 MiB) are checked too: intact ones pass, a
+/// flipped byte near the end of each is found.
+#[test]
+fn large_objects_are_checked_to_their_last_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let sizes = [256 << 10, (256 << 10) + 1, 300 << 10, (16 << 20) + 5];
+    let ids: Vec<ObjectId> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let payload = common::pseudo_random(n, 40 + i as u64);
+            store.put_object(Kind::Blob, &[], &payload).unwrap()
+        })
+        .collect();
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert_eq!(report.objects, ids.len() as u64);
+
+    for id in &ids {
+        let path = store.object_path(id);
+        let len = fs::metadata(&path).unwrap().len() as usize;
+        flip_byte(&path, len - 3);
+    }
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    let expected: BTreeSet<_> = ids.iter().map(|id| store.object_path(id)).collect();
+    assert_eq!(problems_of(&report, ProblemKind::CorruptObject), expected);
 }
