@@ -223,6 +223,11 @@ pub fn collect_objects(
             report.removed_objects += 1;
             report.removed_bytes += meta.len();
         }
+        if options.mode == GcMode::Delete && report.removed_objects > sweeping.removed {
+            // Written per directory, so a gc killed mid-sweep leaves the
+            // statistics short by at most one directory's removals.
+            recorder.flush(store.layout())?;
+        }
         sweeping.dirs_done = usize::from(byte) + 1;
         sweeping.removed = report.removed_objects;
         progress(sweeping);
