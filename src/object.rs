@@ -38,7 +38,7 @@ use crate::id::{ID_LEN, ObjectId};
 
 mod hash;
 
-pub use hash::{PARALLEL_MIN, payload_hash};
+pub use hash::{PARALLEL_MIN, payload_hash, payload_range_hash};
 
 /// First four bytes of every object file.
 pub const MAGIC: [u8; 4] = *b"RSKO";
@@ -339,6 +339,114 @@ impl Object {
     /// cloned (or the hashing worker is still letting go of it).
     pub fn into_payload(self) -> Vec<u8> {
         Arc::try_unwrap(self.payload).unwrap_or_else(|shared| shared.to_vec())
+    }
+}
+
+/// A read buffer that [`Store::get_object_into`](crate::Store::get_object_into)
+/// reuses from one get to the next: what a compiler loading many cached
+/// artifacts in a row keeps, instead of one allocation per object.
+///
+/// It keeps the length of the longest object file it has held (memory is
+/// given back only when the buffer is dropped), so its bytes are
+/// zero-filled only when it grows, and every file is read with one `read`
+/// into it: the header, the links and the payload together, none of them
+/// moved in memory afterwards.
+#[derive(Default)]
+pub struct ObjectBuf {
+    /// Shared only with the hashing worker, which reads it
+    /// ([`payload_range_hash`]).
+    bytes: Arc<Vec<u8>>,
+}
+
+impl ObjectBuf {
+    /// An empty buffer; it grows to the largest object read through it.
+    pub fn new() -> ObjectBuf {
+        ObjectBuf::default()
+    }
+
+    /// The bytes it holds now (the longest file it has read, at least).
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Reads the object file `file`, `file_len` bytes long, into the
+    /// buffer and checks it against `id`; the result borrows the payload
+    /// from the buffer.
+    ///
+    /// # Errors
+    /// As [`Object::read`].
+    pub fn read(
+        &mut self,
+        id: ObjectId,
+        path: &Path,
+        file: &mut impl Read,
+        file_len: u64,
+    ) -> Result<ObjectRef<'_>> {
+        let what = format_args!("object {id}");
+        let len = usize::try_from(file_len)
+            .map_err(|_| Error::corrupt(what, path, "file is larger than memory"))?;
+        if Arc::get_mut(&mut self.bytes).is_none() {
+            // The hashing worker still holds the last payload for a moment.
+            self.bytes = Arc::default();
+        }
+        let bytes = Arc::make_mut(&mut self.bytes);
+        if bytes.len() < len {
+            bytes.resize(len, 0);
+        }
+        let got = fill(file, &mut bytes[..len]).at("read object", path)?;
+        let header = check_header(&bytes[..got], file_len, &id, path)?;
+        if got != len {
+            return Err(Error::corrupt(what, path, "file shrank while it was read"));
+        }
+        let start = header.payload_offset() as usize;
+        let links = decode_links(&bytes[HEADER_LEN..start]);
+        let digest = payload_range_hash(&self.bytes, start..len);
+        check_id(&id, header.kind, &links, header.payload_len, &digest, path)?;
+        Ok(ObjectRef {
+            id,
+            kind: header.kind,
+            links,
+            payload: &self.bytes[start..len],
+        })
+    }
+}
+
+impl fmt::Debug for ObjectBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectBuf")
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+/// A verified object whose payload lives in an [`ObjectBuf`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    id: ObjectId,
+    kind: Kind,
+    links: Vec<ObjectId>,
+    payload: &'a [u8],
+}
+
+impl<'a> ObjectRef<'a> {
+    /// The object's id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The ids this object links to, in stored order.
+    pub fn links(&self) -> &[ObjectId] {
+        &self.links
+    }
+
+    /// The payload bytes, borrowed from the buffer.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
     }
 }
 
