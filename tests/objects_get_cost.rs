@@ -17,6 +17,8 @@
 //! - `raw`: the raw filesystem peer's get;
 //! - `raw+hash`: the same plus `blake3::hash` of the value on this thread
 //!   (a one-thread verified get with nothing else to pay for);
+//! - `get_object before`: `get_object`'s read path before it took the rest
+//!   of a file in one `read` (std's `read_to_end`: 8 KiB, 16 KiB, …);
 //! - `get_object`: `Store::get_object` (a new buffer per get);
 //! - `get_object_into`: `Store::get_object_into` with one reused
 //!   `ObjectBuf`.
@@ -29,9 +31,11 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rask_store::{Durability, Kind, ObjectBuf, Store, StoreOptions};
+use rask_store::object::{self, HEADER_LEN, Header};
+use rask_store::{Durability, Kind, ObjectBuf, ObjectId, Store, StoreOptions};
 
 /// W1's value sizes, drawn as `bench/src/workload.rs` draws them.
 fn values(n: usize) -> Vec<Vec<u8>> {
@@ -94,7 +98,37 @@ fn waited_ns() -> u64 {
         .unwrap_or(0)
 }
 
-const WAYS: [&str; 4] = ["raw", "raw+hash", "get_object", "get_object_into"];
+const WAYS: [&str; 5] = [
+    "raw",
+    "raw+hash",
+    "get_object before",
+    "get_object",
+    "get_object_into",
+];
+
+/// `get_object`'s read path before it read the rest of a file with one
+/// `read` (commit `1779b4a`): the first 8 KiB, then std's bounded
+/// `read_to_end` for the rest, which reads 8 KiB, 16 KiB, 32 KiB, …
+fn get_object_before(store: &Store, id: &ObjectId) -> Vec<u8> {
+    let mut file = File::open(store.object_path(id)).unwrap();
+    let len = file.metadata().unwrap().len();
+    let mut bytes = Vec::with_capacity(len as usize);
+    (&mut file)
+        .take(len.min(object::FIRST_READ))
+        .read_to_end(&mut bytes)
+        .unwrap();
+    let header = Header::decode(&bytes).unwrap();
+    let start = header.payload_offset() as usize;
+    let links = object::decode_links(&bytes[HEADER_LEN..start]);
+    bytes.drain(..start);
+    let rest = header.payload_len - bytes.len() as u64;
+    (&mut file).take(rest).read_to_end(&mut bytes).unwrap();
+    let bytes = Arc::new(bytes);
+    let digest = object::payload_hash(&bytes, 0);
+    let actual = object::object_id(header.kind, &links, header.payload_len, &digest);
+    assert_eq!(actual, *id, "the old read path checks the id");
+    Arc::try_unwrap(bytes).unwrap_or_else(|shared| shared.to_vec())
+}
 
 #[test]
 #[ignore = "measurement: run by hand"]
@@ -157,7 +191,8 @@ fn verified_get_next_to_the_raw_filesystem() {
                             std::hint::black_box(blake3::hash(&buf));
                             buf == values[i]
                         }
-                        2 => store.get_object(&rask_ids[i]).unwrap().payload() == values[i],
+                        2 => get_object_before(&store, &rask_ids[i]) == values[i],
+                        3 => store.get_object(&rask_ids[i]).unwrap().payload() == values[i],
                         _ => {
                             let object = store
                                 .get_object_into(&rask_ids[i], &mut object_buf)
