@@ -364,6 +364,11 @@ pub struct ObjectBuf {
     /// Shared only with the hashing worker, which reads it
     /// ([`payload_range_hash`]).
     bytes: Arc<Vec<u8>>,
+    /// The other buffer, while the worker may still be finishing a piece
+    /// of the last payload read into it: the next read takes whichever of
+    /// the two the worker has let go of, so neither is given up (and
+    /// zero-filled again) because the worker was slow to let go.
+    spare: Option<Arc<Vec<u8>>>,
 }
 
 impl ObjectBuf {
@@ -374,7 +379,23 @@ impl ObjectBuf {
 
     /// The bytes it holds now (the longest file it has read, at least).
     pub fn capacity(&self) -> usize {
-        self.bytes.len()
+        let spare = self.spare.as_ref().map_or(0, |spare| spare.len());
+        self.bytes.len().max(spare)
+    }
+
+    /// The buffer to read into, one nothing else holds.
+    fn unshared(&mut self) -> &mut Vec<u8> {
+        if Arc::get_mut(&mut self.bytes).is_none() {
+            // The hashing worker still holds the last payload for a moment.
+            let spare = match self.spare.take() {
+                Some(spare) if Arc::strong_count(&spare) == 1 => spare,
+                _ => Arc::default(),
+            };
+            self.spare = Some(std::mem::replace(&mut self.bytes, spare));
+        }
+        // Unshared now (no weak references are ever made), so this never
+        // copies.
+        Arc::make_mut(&mut self.bytes)
     }
 
     /// Reads the object file `file`, `file_len` bytes long, into the
@@ -393,11 +414,7 @@ impl ObjectBuf {
         let what = format_args!("object {id}");
         let len = usize::try_from(file_len)
             .map_err(|_| Error::corrupt(what, path, "file is larger than memory"))?;
-        if Arc::get_mut(&mut self.bytes).is_none() {
-            // The hashing worker still holds the last payload for a moment.
-            self.bytes = Arc::default();
-        }
-        let bytes = Arc::make_mut(&mut self.bytes);
+        let bytes = self.unshared();
         if bytes.len() < len {
             bytes.resize(len, 0);
         }
@@ -629,6 +646,7 @@ mod tests {
         // One buffer for every check, as verify reuses it: longer files
         // first and shorter after, with stale bytes past the end.
         let mut scratch = vec![0xee; 3];
+        let mut object_buf = ObjectBuf::new();
         // Links that end inside, at and past the first block; payloads that
         // end before, at and after it; one of two hashing pieces.
         for links in [0, 1, 3, (first - HEADER_LEN) / ID_LEN, 300] {
@@ -664,6 +682,11 @@ mod tests {
                 .unwrap();
                 assert_eq!(header.payload_len, len as u64);
                 assert_eq!(checked, links);
+                let into = object_buf
+                    .read(id, Path::new("obj"), &mut &file[..], file.len() as u64)
+                    .unwrap();
+                assert_eq!(into.links(), &links[..]);
+                assert_eq!(into.payload(), object.payload());
                 assert_eq!(object.into_payload(), payload, "the payload is handed over");
             }
         }
@@ -695,9 +718,21 @@ mod tests {
         // Holding the good file's bytes from an earlier check.
         let mut scratch = good.clone();
         scratch.extend_from_slice(&good);
+        let mut object_buf = ObjectBuf::new();
         for (what, bytes, len) in damaged {
             let err = Object::read(id, Path::new("obj"), &mut &bytes[..], len).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
+            // With the good file's bytes left in the buffer from a read.
+            object_buf
+                .read(id, Path::new("obj"), &mut &good[..], good.len() as u64)
+                .unwrap();
+            let err = object_buf
+                .read(id, Path::new("obj"), &mut &bytes[..], len)
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Corrupt { .. }),
+                "{what}: buffer: {err}"
+            );
             let err =
                 check_file(&id, Path::new("obj"), &mut &bytes[..], len, &mut scratch).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
@@ -708,6 +743,38 @@ mod tests {
             err.to_string().contains("not to the id"),
             "wrong name: {err}"
         );
+    }
+
+    #[test]
+    fn a_buffer_the_hashing_worker_still_holds_is_never_written() {
+        let files: Vec<(ObjectId, Vec<u8>)> = [9000usize, 300, 5000]
+            .into_iter()
+            .map(|len| {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+                let id = compute_id(Kind::Memo, &[], &payload);
+                (id, object_file(Kind::Memo, &[], &payload))
+            })
+            .collect();
+        let mut buf = ObjectBuf::new();
+        let read = |buf: &mut ObjectBuf, (id, file): &(ObjectId, Vec<u8>)| {
+            let got = buf
+                .read(*id, Path::new("obj"), &mut &file[..], file.len() as u64)
+                .unwrap();
+            assert_eq!(got.payload(), &file[HEADER_LEN..]);
+        };
+        read(&mut buf, &files[0]);
+        // As the worker holds a payload while it finishes a piece.
+        let held = Arc::clone(&buf.bytes);
+        let snapshot = held.to_vec();
+        read(&mut buf, &files[1]);
+        read(&mut buf, &files[2]);
+        assert_eq!(*held, snapshot, "the held buffer was written");
+        assert!(buf.capacity() >= files[0].1.len());
+        drop(held);
+        // Let go of: both buffers serve reads again.
+        for file in files.iter().cycle().take(6) {
+            read(&mut buf, file);
+        }
     }
 
     #[test]

@@ -23,8 +23,9 @@
 //! - `get_object_into`: `Store::get_object_into` with one reused
 //!   `ObjectBuf`.
 //!
-//! Each line gives µs per get, each way's throughput ÷ raw's, the load
-//! average and the share of the time this thread waited for a CPU.
+//! Each line gives µs per get, each way's throughput ÷ raw's, minor page
+//! faults per get, the load average and the share of the time this thread
+//! waited for a CPU.
 
 mod common;
 
@@ -88,6 +89,14 @@ fn raw_get(root: &Path, id: &[u8; 32], buf: &mut Vec<u8>) {
     buf.clear();
     buf.reserve(len as usize);
     file.take(len).read_to_end(buf).unwrap();
+}
+
+/// Minor page faults of this process so far (`/proc/self/stat`).
+fn minor_faults() -> u64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').nth(7)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Nanoseconds this thread has waited for a CPU so far (Linux schedstat).
@@ -174,11 +183,13 @@ fn verified_get_next_to_the_raw_filesystem() {
             order.swap(i, (state % (i as u64 + 1)) as usize);
         }
         let mut took = [Duration::ZERO; WAYS.len()];
+        let mut faults = [0u64; WAYS.len()];
         let (waited, load) = (waited_ns(), fs::read_to_string("/proc/loadavg").unwrap());
         let began = Instant::now();
         for (block, chunk) in order.chunks(250).enumerate() {
             for k in 0..WAYS.len() {
                 let way = (block + k) % WAYS.len();
+                let faulted = minor_faults();
                 let start = Instant::now();
                 for &i in chunk {
                     let same = match way {
@@ -203,17 +214,20 @@ fn verified_get_next_to_the_raw_filesystem() {
                     assert!(same, "{}: value {i} reads back", WAYS[way]);
                 }
                 took[way] += start.elapsed();
+                faults[way] += minor_faults() - faulted;
             }
         }
         let waited = (waited_ns() - waited) as f64 / began.elapsed().as_nanos() as f64;
         let line: Vec<String> = WAYS
             .iter()
             .zip(took)
-            .map(|(name, t)| {
+            .zip(faults)
+            .map(|((name, t), f)| {
                 format!(
-                    "{name} {:.2} µs {:.3}×",
+                    "{name} {:.2} µs {:.3}× ({:.2} faults)",
                     t.as_secs_f64() * 1e6 / n as f64,
-                    took[0].as_secs_f64() / t.as_secs_f64()
+                    took[0].as_secs_f64() / t.as_secs_f64(),
+                    f as f64 / n as f64
                 )
             })
             .collect();
