@@ -335,8 +335,8 @@ impl Store {
     /// The same checks as [`Store::get_object`] with less work per get: the
     /// file is read with one `read` into memory that is already there (no
     /// allocation, no page faults once `buf` has grown to the largest
-    /// object), where `get_object` allocates a buffer per object and reads
-    /// a larger file in several `read`s. `buf` keeps the size of the
+    /// object), where `get_object` allocates and frees a buffer per object
+    /// and reads a file longer than 8 KiB in two `read`s. `buf` keeps the size of the
     /// largest object read through it; use [`Store::write_payload`] for
     /// payloads that may not fit in memory.
     ///
