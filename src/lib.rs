@@ -62,7 +62,7 @@ pub use index::{Entry, Index, IndexOptions, Lookup, Miss, MissCause, PartRef, Pu
 pub use key::{Component, Key, KeyHash};
 pub use lock::{PinFile, PinGuard, PinState, Wait};
 pub use name::{Namespace, PackageName};
-pub use object::{Kind, Object};
+pub use object::{Kind, Object, ObjectBuf, ObjectRef};
 pub use publish::Durability;
 pub use refs::{Expect, RefUpdate, Reflog, ReflogEntry};
 pub use store::{ObjectInfo, Store, StoreOptions};

@@ -38,7 +38,7 @@ use crate::id::{ID_LEN, ObjectId};
 
 mod hash;
 
-pub use hash::{PARALLEL_MIN, payload_hash};
+pub use hash::{PARALLEL_MIN, payload_hash, payload_range_hash};
 
 /// First four bytes of every object file.
 pub const MAGIC: [u8; 4] = *b"RSKO";
@@ -274,10 +274,12 @@ impl Object {
     /// opened), and checks it against `id`.
     ///
     /// The first [`FIRST_READ`] bytes are read into the payload's own
-    /// allocation (sized for the whole file, never zero-filled); the header
+    /// allocation (sized for the whole file, not zero-filled); the header
     /// and links are decoded from them and the rest of that block is moved
-    /// to the front; the remainder of the file is read straight after it.
-    /// No byte of the payload past the first block is copied in memory.
+    /// to the front; the remainder of the file, zero-filled first, is read
+    /// straight after it with one `read`. So a file takes one `read`, or two
+    /// when it is longer than the first block, and no byte of the payload
+    /// past the first block is copied in memory.
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming `path` and what failed (bad header, a file
@@ -299,9 +301,15 @@ impl Object {
             .map(decode_links)
             .ok_or_else(|| Error::corrupt(what, path, "file shrank while it was read"))?;
         bytes.drain(..start);
-        let rest = header.payload_len - bytes.len() as u64;
-        read_appending(file, &mut bytes, rest, path)?;
-        if bytes.len() as u64 != header.payload_len {
+        // The rest in one `read`, into zero-filled bytes: `read_appending`
+        // would take it in reads of 8 KiB, 16 KiB, 32 KiB … (five for a
+        // 256 KiB file), and a `read` costs more than zeroing what it reads.
+        let have = bytes.len();
+        let len = usize::try_from(header.payload_len)
+            .map_err(|_| Error::corrupt(what, path, "payload is larger than memory"))?;
+        bytes.resize(len, 0);
+        let got = fill(file, &mut bytes[have..]).at("read object", path)?;
+        if have + got != len {
             return Err(Error::corrupt(what, path, "file shrank while it was read"));
         }
         let payload = Arc::new(bytes);
@@ -339,6 +347,131 @@ impl Object {
     /// cloned (or the hashing worker is still letting go of it).
     pub fn into_payload(self) -> Vec<u8> {
         Arc::try_unwrap(self.payload).unwrap_or_else(|shared| shared.to_vec())
+    }
+}
+
+/// A read buffer that [`Store::get_object_into`](crate::Store::get_object_into)
+/// reuses from one get to the next: what a compiler loading many cached
+/// artifacts in a row keeps, instead of one allocation per object.
+///
+/// It keeps the length of the longest object file it has held (memory is
+/// given back only when the buffer is dropped), so its bytes are
+/// zero-filled only when it grows, and every file is read with one `read`
+/// into it: the header, the links and the payload together, none of them
+/// moved in memory afterwards.
+#[derive(Default)]
+pub struct ObjectBuf {
+    /// Shared only with the hashing worker, which reads it
+    /// ([`payload_range_hash`]).
+    bytes: Arc<Vec<u8>>,
+    /// The other buffer, while the worker may still be finishing a piece
+    /// of the last payload read into it: the next read takes whichever of
+    /// the two the worker has let go of, so neither is given up (and
+    /// zero-filled again) because the worker was slow to let go.
+    spare: Option<Arc<Vec<u8>>>,
+}
+
+impl ObjectBuf {
+    /// An empty buffer; it grows to the largest object read through it.
+    pub fn new() -> ObjectBuf {
+        ObjectBuf::default()
+    }
+
+    /// The bytes it holds now (the longest file it has read, at least).
+    pub fn capacity(&self) -> usize {
+        let spare = self.spare.as_ref().map_or(0, |spare| spare.len());
+        self.bytes.len().max(spare)
+    }
+
+    /// The buffer to read into, one nothing else holds.
+    fn unshared(&mut self) -> &mut Vec<u8> {
+        if Arc::get_mut(&mut self.bytes).is_none() {
+            // The hashing worker still holds the last payload for a moment.
+            let spare = match self.spare.take() {
+                Some(spare) if Arc::strong_count(&spare) == 1 => spare,
+                _ => Arc::default(),
+            };
+            self.spare = Some(std::mem::replace(&mut self.bytes, spare));
+        }
+        // Unshared now (no weak references are ever made), so this never
+        // copies.
+        Arc::make_mut(&mut self.bytes)
+    }
+
+    /// Reads the object file `file`, `file_len` bytes long, into the
+    /// buffer and checks it against `id`; the result borrows the payload
+    /// from the buffer.
+    ///
+    /// # Errors
+    /// As [`Object::read`].
+    pub fn read(
+        &mut self,
+        id: ObjectId,
+        path: &Path,
+        file: &mut impl Read,
+        file_len: u64,
+    ) -> Result<ObjectRef<'_>> {
+        let what = format_args!("object {id}");
+        let len = usize::try_from(file_len)
+            .map_err(|_| Error::corrupt(what, path, "file is larger than memory"))?;
+        let bytes = self.unshared();
+        if bytes.len() < len {
+            bytes.resize(len, 0);
+        }
+        let got = fill(file, &mut bytes[..len]).at("read object", path)?;
+        let header = check_header(&bytes[..got], file_len, &id, path)?;
+        if got != len {
+            return Err(Error::corrupt(what, path, "file shrank while it was read"));
+        }
+        let start = header.payload_offset() as usize;
+        let links = decode_links(&bytes[HEADER_LEN..start]);
+        let digest = payload_range_hash(&self.bytes, start..len);
+        check_id(&id, header.kind, &links, header.payload_len, &digest, path)?;
+        Ok(ObjectRef {
+            id,
+            kind: header.kind,
+            links,
+            payload: &self.bytes[start..len],
+        })
+    }
+}
+
+impl fmt::Debug for ObjectBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectBuf")
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+/// A verified object whose payload lives in an [`ObjectBuf`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    id: ObjectId,
+    kind: Kind,
+    links: Vec<ObjectId>,
+    payload: &'a [u8],
+}
+
+impl<'a> ObjectRef<'a> {
+    /// The object's id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The ids this object links to, in stored order.
+    pub fn links(&self) -> &[ObjectId] {
+        &self.links
+    }
+
+    /// The payload bytes, borrowed from the buffer.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
     }
 }
 
@@ -542,6 +675,7 @@ mod tests {
         // One buffer for every check, as verify reuses it: longer files
         // first and shorter after, with stale bytes past the end.
         let mut scratch = vec![0xee; 3];
+        let mut object_buf = ObjectBuf::new();
         // Links that end inside, at and past the first block; payloads that
         // end before, at and after it; one of two hashing pieces.
         for links in [0, 1, 3, (first - HEADER_LEN) / ID_LEN, 300] {
@@ -577,6 +711,11 @@ mod tests {
                 .unwrap();
                 assert_eq!(header.payload_len, len as u64);
                 assert_eq!(checked, links);
+                let into = object_buf
+                    .read(id, Path::new("obj"), &mut &file[..], file.len() as u64)
+                    .unwrap();
+                assert_eq!(into.links(), &links[..]);
+                assert_eq!(into.payload(), object.payload());
                 assert_eq!(object.into_payload(), payload, "the payload is handed over");
             }
         }
@@ -608,9 +747,21 @@ mod tests {
         // Holding the good file's bytes from an earlier check.
         let mut scratch = good.clone();
         scratch.extend_from_slice(&good);
+        let mut object_buf = ObjectBuf::new();
         for (what, bytes, len) in damaged {
             let err = Object::read(id, Path::new("obj"), &mut &bytes[..], len).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
+            // With the good file's bytes left in the buffer from a read.
+            object_buf
+                .read(id, Path::new("obj"), &mut &good[..], good.len() as u64)
+                .unwrap();
+            let err = object_buf
+                .read(id, Path::new("obj"), &mut &bytes[..], len)
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Corrupt { .. }),
+                "{what}: buffer: {err}"
+            );
             let err =
                 check_file(&id, Path::new("obj"), &mut &bytes[..], len, &mut scratch).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
@@ -621,6 +772,38 @@ mod tests {
             err.to_string().contains("not to the id"),
             "wrong name: {err}"
         );
+    }
+
+    #[test]
+    fn a_buffer_the_hashing_worker_still_holds_is_never_written() {
+        let files: Vec<(ObjectId, Vec<u8>)> = [9000usize, 300, 5000]
+            .into_iter()
+            .map(|len| {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+                let id = compute_id(Kind::Memo, &[], &payload);
+                (id, object_file(Kind::Memo, &[], &payload))
+            })
+            .collect();
+        let mut buf = ObjectBuf::new();
+        let read = |buf: &mut ObjectBuf, (id, file): &(ObjectId, Vec<u8>)| {
+            let got = buf
+                .read(*id, Path::new("obj"), &mut &file[..], file.len() as u64)
+                .unwrap();
+            assert_eq!(got.payload(), &file[HEADER_LEN..]);
+        };
+        read(&mut buf, &files[0]);
+        // As the worker holds a payload while it finishes a piece.
+        let held = Arc::clone(&buf.bytes);
+        let snapshot = held.to_vec();
+        read(&mut buf, &files[1]);
+        read(&mut buf, &files[2]);
+        assert_eq!(*held, snapshot, "the held buffer was written");
+        assert!(buf.capacity() >= files[0].1.len());
+        drop(held);
+        // Let go of: both buffers serve reads again.
+        for file in files.iter().cycle().take(6) {
+            read(&mut buf, file);
+        }
     }
 
     #[test]

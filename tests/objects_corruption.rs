@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::{cli, code, flip_byte, overwrite, stderr};
 use rask_store::object::HEADER_LEN;
-use rask_store::{Error, Kind, ObjectId, Store, StoreOptions};
+use rask_store::{Error, Kind, ObjectBuf, ObjectId, Store, StoreOptions};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -42,6 +42,16 @@ fn assert_corrupt(store: &Store, id: &ObjectId, case: &str) {
         err.to_string().contains(&path),
         "{case}: message lacks path: {err}"
     );
+    // So does the read into a reused buffer, whether it is fresh or holds
+    // a good object's bytes from an earlier get.
+    for mut buf in [ObjectBuf::new(), filled_buf(store, id)] {
+        let err = store.get_object_into(id, &mut buf).unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { .. }),
+            "{case}: into: {err:?}"
+        );
+        assert!(err.to_string().contains(&path), "{case}: into: {err}");
+    }
     // The bounded-memory paths agree.
     assert!(
         matches!(store.object_info(id), Err(Error::Corrupt { .. })),
@@ -61,6 +71,20 @@ fn assert_corrupt(store: &Store, id: &ObjectId, case: &str) {
     );
 }
 
+/// A buffer that has held a good object as long as the fixture's (its
+/// stale bytes must not stand in for a damaged file's).
+fn filled_buf(store: &Store, id: &ObjectId) -> ObjectBuf {
+    let mut payload = vec![7u8; 4000];
+    payload[..32].copy_from_slice(id.as_bytes());
+    let other = store.put_object(Kind::Blob, &[*id], &payload).unwrap();
+    let mut buf = ObjectBuf::new();
+    assert_eq!(
+        store.get_object_into(&other, &mut buf).unwrap().payload(),
+        &payload[..]
+    );
+    buf
+}
+
 fn assert_repaired_by_put(f: &Fixture, case: &str) {
     let again = f
         .store
@@ -72,6 +96,10 @@ fn assert_repaired_by_put(f: &Fixture, case: &str) {
         .get_object(&f.id)
         .unwrap_or_else(|e| panic!("{case}: not repaired: {e}"));
     assert_eq!(object.payload(), f.payload.as_slice(), "{case}");
+    let mut buf = ObjectBuf::new();
+    let object = f.store.get_object_into(&f.id, &mut buf).unwrap();
+    assert_eq!(object.payload(), f.payload.as_slice(), "{case}: into");
+    assert_eq!(object.links(), &[f.link], "{case}: into");
 }
 
 #[test]
@@ -121,6 +149,14 @@ fn an_object_under_the_wrong_name_is_corrupt() {
     fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     fs::copy(f.store.object_path(&f.id), &wrong).unwrap();
     let err = f.store.get_object(&f.link).unwrap_err();
+    assert!(
+        err.to_string().contains("not to the id it is stored under"),
+        "{err}"
+    );
+    let err = f
+        .store
+        .get_object_into(&f.link, &mut ObjectBuf::new())
+        .unwrap_err();
     assert!(
         err.to_string().contains("not to the id it is stored under"),
         "{err}"

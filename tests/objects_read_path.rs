@@ -1,12 +1,13 @@
 //! The object read and publish paths a benchmark leans on: every payload
-//! size reads back exactly (small ones in one `read`, large ones in several),
+//! size reads back exactly (small ones in one `read`, larger ones in two, or
+//! one into a reused buffer),
 //! a file that is shorter or longer than its header says is `Corrupt`, and
 //! a published object file is read-only.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 
-use rask_store::{Durability, Error, Kind, Store, StoreOptions};
+use rask_store::{Durability, Error, Kind, ObjectBuf, Store, StoreOptions};
 
 fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
@@ -16,13 +17,16 @@ fn payload(len: usize) -> Vec<u8> {
 fn payloads_of_every_size_class_read_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(dir.path(), StoreOptions::with_durability(Durability::None)).unwrap();
+    let mut buf = ObjectBuf::new();
     for len in [
-        0, 1, 11, 8_171, 8_172, 8_173, 65_536, 100_000, 262_144, 300_001,
+        0, 1, 11, 8_171, 8_172, 8_173, 65_536, 100_000, 262_144, 300_001, 7,
     ] {
         let bytes = payload(len);
         let id = store.put_object(Kind::Instance, &[], &bytes).unwrap();
         let object = store.get_object(&id).unwrap();
         assert_eq!(object.payload(), &bytes[..], "get_object, {len} bytes");
+        let object = store.get_object_into(&id, &mut buf).unwrap();
+        assert_eq!(object.payload(), &bytes[..], "get_object_into, {len} bytes");
         let mut out = Vec::new();
         store.write_payload(&id, &mut out).unwrap();
         assert_eq!(out, bytes, "write_payload, {len} bytes");

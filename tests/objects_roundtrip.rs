@@ -5,8 +5,9 @@ mod common;
 use std::fs;
 
 use common::{files_under, pseudo_random};
+use rask_store::object::PARALLEL_MIN;
 use rask_store::object::compute_id;
-use rask_store::{Durability, Kind, ObjectId, Store, StoreOptions};
+use rask_store::{Durability, Error, Kind, ObjectBuf, ObjectId, Store, StoreOptions};
 
 fn new_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -44,6 +45,65 @@ fn empty_small_and_large_payloads_round_trip_with_links() {
         "10 MB payload differs"
     );
     assert_eq!(got.into_payload(), large_payload);
+}
+
+#[test]
+fn one_reused_buffer_reads_back_every_object_exactly() {
+    let (_dir, store) = new_store();
+    let empty = store.put_object(Kind::Blob, &[], b"").unwrap();
+    // Sizes that grow and shrink, around the two-thread hash threshold and
+    // past 10 MB, with and without links: each read must see only its own
+    // bytes, never the longer object's left in the buffer.
+    let mut objects = Vec::new();
+    for (seed, len) in [
+        3000,
+        PARALLEL_MIN + 5000,
+        17,
+        10 << 20,
+        0,
+        PARALLEL_MIN - 1,
+        200_000,
+        1,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let payload = pseudo_random(len, seed as u64);
+        let links: Vec<ObjectId> = vec![empty; seed % 3];
+        let kind = if seed % 2 == 0 { Kind::Ast } else { Kind::Memo };
+        let id = store.put_object(kind, &links, &payload).unwrap();
+        objects.push((id, kind, links, payload));
+    }
+    let mut buf = ObjectBuf::new();
+    for _ in 0..2 {
+        for (id, kind, links, payload) in &objects {
+            let got = store.get_object_into(id, &mut buf).unwrap();
+            assert_eq!((got.id(), got.kind()), (*id, *kind));
+            assert_eq!(got.links(), &links[..]);
+            assert!(
+                got.payload() == payload.as_slice(),
+                "{} bytes differ",
+                payload.len()
+            );
+            // The same object as the allocating get returns.
+            let owned = store.get_object(id).unwrap();
+            assert_eq!(owned.payload(), got.payload());
+        }
+    }
+    assert!(
+        buf.capacity() >= 10 << 20,
+        "the buffer keeps its largest size"
+    );
+    let missing = ObjectId::from_bytes([9; 32]);
+    let err = store.get_object_into(&missing, &mut buf).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert!(err.is_cache_miss());
+    // The buffer still serves reads after a miss.
+    let (id, _, _, payload) = &objects[0];
+    assert_eq!(
+        store.get_object_into(id, &mut buf).unwrap().payload(),
+        &payload[..]
+    );
 }
 
 #[test]

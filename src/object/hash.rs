@@ -24,6 +24,7 @@
 //! No `unsafe`: the payload is shared with the worker through an `Arc`,
 //! and the worker only reads it.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
@@ -47,11 +48,22 @@ pub const PIECE_LEN: usize = 16 << 10;
 
 /// BLAKE3 of `bytes[start..]`, computed on two threads when it is long.
 ///
+/// As [`payload_range_hash`] of `start..bytes.len()`.
+///
 /// The worker may still hold a reference to `bytes` for a moment after
 /// this returns (when it was scheduled late and is finishing a piece the
 /// caller has also hashed); nothing is written through it.
 pub fn payload_hash(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
-    let payload = bytes.get(start..).unwrap_or_default();
+    payload_range_hash(bytes, start..bytes.len())
+}
+
+/// BLAKE3 of `bytes[range]`, computed on two threads when it is long; an
+/// empty payload when `range` is out of bounds.
+///
+/// The worker may still hold a reference to `bytes` for a moment after
+/// this returns; nothing is written through it.
+pub fn payload_range_hash(bytes: &Arc<Vec<u8>>, range: Range<usize>) -> blake3::Hash {
+    let payload = bytes.get(range.clone()).unwrap_or_default();
     if payload.len() < PARALLEL_MIN {
         return blake3::hash(payload);
     }
@@ -62,7 +74,7 @@ pub fn payload_hash(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
     let started = Instant::now();
     let hash = match mode {
         Way::Alone => blake3::hash(payload),
-        Way::Shared => match shared_hash(worker, bytes, start) {
+        Way::Shared => match shared_hash(worker, bytes, range) {
             Some(hash) => hash,
             // The worker is still busy with an earlier payload: not a sample.
             None => return blake3::hash(payload),
@@ -72,12 +84,13 @@ pub fn payload_hash(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
     hash
 }
 
-/// Hashes `bytes[start..]` with the worker's help; `None` when it is busy.
-fn shared_hash(worker: &Worker, bytes: &Arc<Vec<u8>>, start: usize) -> Option<blake3::Hash> {
-    let pieces = (bytes.len() - start).div_ceil(PIECE_LEN);
+/// Hashes `bytes[range]` (in bounds) with the worker's help; `None` when it
+/// is busy.
+fn shared_hash(worker: &Worker, bytes: &Arc<Vec<u8>>, range: Range<usize>) -> Option<blake3::Hash> {
+    let pieces = range.len().div_ceil(PIECE_LEN);
     let job = Arc::new(Job {
         bytes: Arc::clone(bytes),
-        start,
+        range,
         next: AtomicUsize::new(0),
         cvs: (0..pieces).map(|_| OnceLock::new()).collect(),
     });
@@ -171,14 +184,14 @@ impl Pace {
 /// chaining value of each piece once someone has computed it.
 struct Job {
     bytes: Arc<Vec<u8>>,
-    start: usize,
+    range: Range<usize>,
     next: AtomicUsize,
     cvs: Vec<OnceLock<ChainingValue>>,
 }
 
 impl Job {
     fn piece_cv(&self, i: usize) -> ChainingValue {
-        let payload = &self.bytes[self.start..];
+        let payload = &self.bytes[self.range.clone()];
         let offset = i * PIECE_LEN;
         let piece = &payload[offset..payload.len().min(offset + PIECE_LEN)];
         blake3::Hasher::new()
@@ -327,10 +340,10 @@ mod tests {
 
     /// The shared way, whichever way [`Pace`] currently prefers; waits for
     /// the worker to finish an earlier job if it has to.
-    fn shared_with_worker(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
+    fn shared_with_worker(bytes: &Arc<Vec<u8>>, range: Range<usize>) -> blake3::Hash {
         let worker = worker().expect("the worker thread starts");
         loop {
-            if let Some(hash) = shared_hash(worker, bytes, start) {
+            if let Some(hash) = shared_hash(worker, bytes, range.clone()) {
                 return hash;
             }
             thread::yield_now();
@@ -362,8 +375,27 @@ mod tests {
                     expected,
                     "len {len} start {start}"
                 );
+                // A reused buffer: stale bytes after the payload are not hashed.
+                let mut longer = bytes.clone();
+                longer.extend_from_slice(&[0x5a; 3000]);
+                let longer = Arc::new(longer);
+                let range = start..bytes.len();
+                assert_eq!(
+                    payload_range_hash(&longer, range.clone()),
+                    expected,
+                    "len {len} start {start}, stale bytes after"
+                );
                 if len > PIECE_LEN {
-                    assert_eq!(shared_with_worker(&shared, start), expected, "len {len}");
+                    assert_eq!(
+                        shared_with_worker(&shared, start..bytes.len()),
+                        expected,
+                        "len {len}"
+                    );
+                    assert_eq!(
+                        shared_with_worker(&longer, range),
+                        expected,
+                        "len {len}, stale bytes after"
+                    );
                 }
                 assert_eq!(*shared, bytes, "the payload is unchanged");
             }
@@ -381,7 +413,9 @@ mod tests {
                 scope.spawn(|| {
                     for (cut, want) in expected.iter().enumerate() {
                         assert_eq!(payload_hash(&bytes, cut * 1000), *want);
-                        if let Some(hash) = shared_hash(worker().unwrap(), &bytes, cut * 1000) {
+                        if let Some(hash) =
+                            shared_hash(worker().unwrap(), &bytes, cut * 1000..bytes.len())
+                        {
                             assert_eq!(hash, *want);
                         }
                     }

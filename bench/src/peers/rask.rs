@@ -1,6 +1,8 @@
 //! rask-store, twice: through its keyed index the way a compiler uses it
 //! ([`KEYED`], the row every ratio is against), and through its object API
-//! with the key → id map in memory like the raw filesystem ([`OBJECTS`]).
+//! with the key → id map in memory like the raw filesystem ([`OBJECTS`]; gets
+//! go through `Store::get_object_into` with one buffer per batch, as the raw
+//! filesystem peer reuses one).
 //! Both verify with the store's own `verify::verify` and reclaim with
 //! `gc::collect`.
 
@@ -10,8 +12,8 @@ use std::time::Duration;
 use rask_store::gc::{self, GcPolicy};
 use rask_store::verify::{self, VerifyOptions};
 use rask_store::{
-    Component, Durability, Expect, Index, Key, Kind, Lookup, Namespace, ObjectId, PackageName,
-    Store, StoreOptions, Wait,
+    Component, Durability, Expect, Index, Key, Kind, Lookup, Namespace, ObjectBuf, ObjectId,
+    PackageName, Store, StoreOptions, Wait,
 };
 
 use super::{PeerSpec, store_dir};
@@ -255,8 +257,11 @@ impl ObjectBackend for RaskObjects {
     }
 
     fn get_values(&mut self, ids: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
+        // One buffer reused across the batch, as the raw filesystem peer
+        // does and as a compiler loading many artifacts in a row would.
+        let mut buf = ObjectBuf::new();
         for (i, id) in ids.iter().enumerate() {
-            let object = self.store.get_object(&object_id(id)?)?;
+            let object = self.store.get_object_into(&object_id(id)?, &mut buf)?;
             check(i, object.payload())?;
         }
         Ok(())
