@@ -363,3 +363,61 @@ fn a_failed_automatic_compaction_does_not_fail_the_put() {
     let index = Index::open(&store).unwrap();
     assert_eq!(assert_never_wrong(&index, &store, 0..n), n as usize);
 }
+
+/// `Index::get_into` answers as `Index::get` does, through one reused
+/// buffer: every hit is exactly its own value (a long value read before a
+/// short one leaves nothing behind), and a corrupt, deleted or unnamed part
+/// is a miss with its cause, never bytes.
+#[test]
+fn get_into_a_reused_buffer_answers_as_get_does() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let long = |n: u64| -> Vec<u8> {
+        format!("value {n} ")
+            .repeat(2_000 * (n as usize % 3 + 1))
+            .into_bytes()
+    };
+    for n in 0..6 {
+        let v = if n % 2 == 0 { long(n) } else { value(n) };
+        index
+            .put(&store, &key(n), Kind::Blob, &[("v", &v)])
+            .unwrap();
+    }
+    let mut buf = rask_store::ObjectBuf::new();
+    for n in [0, 1, 2, 3, 4, 5, 4, 1] {
+        let want = if n % 2 == 0 { long(n) } else { value(n) };
+        let Lookup::Hit(got) = index.get_into(&store, &key(n), "v", &mut buf).unwrap() else {
+            panic!("key {n} missed");
+        };
+        assert_eq!(got, &want[..], "key {n}");
+        assert_eq!(index.get(&store, &key(n), "v").unwrap().hit(), Some(want));
+    }
+    let cause = |n: u64, part: &str, buf: &mut rask_store::ObjectBuf| {
+        index
+            .get_into(&store, &key(n), part, buf)
+            .unwrap()
+            .miss_cause()
+    };
+    assert_eq!(cause(99, "v", &mut buf), Some(MissCause::Absent));
+    assert_eq!(cause(1, "nope", &mut buf), Some(MissCause::Absent));
+    let id_of = |n: u64| {
+        index
+            .lookup_with(&key(n), |e| e.part("v").unwrap().id)
+            .unwrap()
+            .hit()
+            .unwrap()
+    };
+    let flipped = store.object_path(&id_of(2));
+    rewrite(&flipped, |b| {
+        let last = b.len() - 1;
+        b[last] ^= 1;
+    });
+    assert_eq!(cause(2, "v", &mut buf), Some(MissCause::Corrupt));
+    fs::remove_file(store.object_path(&id_of(3))).unwrap();
+    assert_eq!(cause(3, "v", &mut buf), Some(MissCause::Dangling));
+    // The buffer still serves good values after the misses.
+    let Lookup::Hit(got) = index.get_into(&store, &key(1), "v", &mut buf).unwrap() else {
+        panic!("key 1 missed");
+    };
+    assert_eq!(got, &value(1)[..]);
+}

@@ -86,7 +86,7 @@ use crate::id::ObjectId;
 use crate::key::{Key, KeyHash};
 use crate::layout::Layout;
 use crate::lock::WriterLock;
-use crate::object::Kind;
+use crate::object::{Kind, ObjectBuf};
 use crate::publish::{self, Durability, SyncQueue};
 use crate::store::Store;
 
@@ -713,6 +713,43 @@ impl Index {
             }
             Ok(object) => size_mismatch(key, part_ref, object.payload().len() as u64),
             Err(e) => object_miss(key, part_ref, e)?,
+        })
+    }
+
+    /// As [`Index::get`], reading the part into `buf`, a buffer reused from
+    /// one get to the next (see [`Store::get_object_into`]): no allocation
+    /// per get once `buf` has grown to the largest part. The hit borrows
+    /// the payload from `buf`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] only; damage is a miss, as for [`Index::get`].
+    pub fn get_into<'b>(
+        &self,
+        store: &Store,
+        key: &Key,
+        part: &str,
+        buf: &'b mut ObjectBuf,
+    ) -> Result<Lookup<&'b [u8]>> {
+        // Borrowed from the mapped record: no copy of the entry.
+        let (id, size) = match self.lookup_with(key, |e| e.part(part).map(|p| (p.id, p.size)))? {
+            Lookup::Hit(Some(found)) => found,
+            Lookup::Hit(None) => {
+                return Ok(Lookup::miss(
+                    MissCause::Absent,
+                    format!("the entry for {key} has no part named {part:?}"),
+                ));
+            }
+            Lookup::Miss(miss) => return Ok(Lookup::Miss(miss)),
+        };
+        let part_ref = || PartRef {
+            name: part.to_string(),
+            id,
+            size,
+        };
+        Ok(match store.get_object_into(&id, buf) {
+            Ok(object) if object.payload().len() as u64 == size => Lookup::Hit(object.payload()),
+            Ok(object) => size_mismatch(key, &part_ref(), object.payload().len() as u64),
+            Err(e) => object_miss(key, &part_ref(), e)?,
         })
     }
 

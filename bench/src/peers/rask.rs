@@ -1,5 +1,6 @@
 //! rask-store, twice: through its keyed index the way a compiler uses it
-//! ([`KEYED`], the row every ratio is against), and through its object API
+//! ([`KEYED`], the row every ratio is against; gets go through
+//! `Index::get_into` with one buffer per batch), and through its object API
 //! with the key → id map in memory like the raw filesystem ([`OBJECTS`]; gets
 //! go through `Store::get_object_into` with one buffer per batch, as the raw
 //! filesystem peer reuses one).
@@ -173,10 +174,12 @@ impl Peer for RaskKeyed {
     }
 
     fn get_batch(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
+        // One buffer reused across the batch, as for the objects row.
+        let mut buf = ObjectBuf::new();
         for (i, key) in keys.iter().enumerate() {
             let key = self.key(key)?;
-            match self.index.get(&self.store, &key, PART)? {
-                Lookup::Hit(bytes) => check(i, &bytes)?,
+            match self.index.get_into(&self.store, &key, PART, &mut buf)? {
+                Lookup::Hit(bytes) => check(i, bytes)?,
                 Lookup::Miss(miss) => {
                     return Err(format!("{} miss: {}", miss.cause.name(), miss.detail).into());
                 }
