@@ -479,3 +479,80 @@ fn a_journal_retired_by_a_compaction_that_never_switched_keeps_taking_entries() 
     assert!(reader.lookup(&key("ns", 9)).unwrap().is_hit());
     assert_eq!(reader.stats().unwrap().entries, 5);
 }
+
+/// `entries` lists exactly the live entries when they are spread over a
+/// base segment, a delta segment and the journal, with keys replaced and
+/// removed in each: newest record wins, removed keys are gone, each key
+/// once, in key-hash order, and `for_each_entry` sees the same set.
+#[test]
+fn entries_merge_segments_and_the_journal_newest_first() {
+    let (_dir, store) = store();
+    let options = IndexOptions::default().with_compact_min_bytes(16 << 10);
+    let index = Index::open_with(&store, options).unwrap();
+    let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let put = |model: &mut BTreeMap<u64, Vec<u8>>, n: u64, round: u64| {
+        let v = format!("value {n} round {round}").into_bytes();
+        index
+            .put(&store, &key("merge", n), Kind::Blob, &[("v", &v)])
+            .unwrap();
+        model.insert(n, v);
+    };
+    // A base big enough that the changes below stay under a quarter of it.
+    for n in 0..4_000 {
+        put(&mut model, n, 0);
+    }
+    index.compact().unwrap();
+    for n in (0..400).step_by(3) {
+        put(&mut model, n, 1);
+    }
+    for n in 4_000..4_050 {
+        put(&mut model, n, 1);
+    }
+    for n in (1..400).step_by(7) {
+        assert!(index.remove(&key("merge", n)).unwrap());
+        model.remove(&n);
+    }
+    // Automatic compactions have left a delta beside the base by now, and
+    // the journal holds the latest records.
+    for n in (0..4_050).step_by(101) {
+        put(&mut model, n, 2);
+    }
+    for n in (2..4_050).step_by(131) {
+        if model.remove(&n).is_some() {
+            assert!(index.remove(&key("merge", n)).unwrap());
+        }
+    }
+    let stats = index.stats().unwrap();
+    assert_eq!(stats.segments.len(), 2, "base and delta: {stats:?}");
+    assert!(stats.journal_records > 0);
+
+    let entries = index.entries().unwrap();
+    assert_eq!(entries.len(), model.len());
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0].key_hash() < w[1].key_hash())
+    );
+    let mut want: BTreeMap<_, _> = model
+        .iter()
+        .map(|(&n, v)| {
+            let k = key("merge", n);
+            let id = index.lookup(&k).unwrap().hit().unwrap().id();
+            assert_eq!(index.get(&store, &k, "v").unwrap().hit().as_ref(), Some(v));
+            (k.hash(), id)
+        })
+        .collect();
+    for entry in &entries {
+        assert_eq!(want.get(&entry.key_hash()), Some(&entry.id()));
+    }
+    let mut seen = 0;
+    index
+        .for_each_entry(|entry| {
+            assert_eq!(want.remove(&entry.key_hash()), Some(entry.id()));
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, model.len());
+    assert!(want.is_empty());
+}

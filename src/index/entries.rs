@@ -6,12 +6,12 @@
 //! what they remove. Damaged records are skipped here (verify reports them
 //! through [`Index::check`]).
 
-use std::collections::HashMap;
-
 use super::{Entry, EntryRef, Index, record};
 use crate::error::Result;
-use crate::id::DigestState;
 use crate::key::KeyHash;
+
+/// One sorted source of records: a segment, or the journal's latest.
+type Run<'a> = Box<dyn Iterator<Item = (KeyHash, &'a [u8])> + 'a>;
 
 impl Index {
     /// Every live entry, in key-hash order.
@@ -27,14 +27,20 @@ impl Index {
             entries.push(entry.to_entry());
             Ok(())
         })?;
+        // Already in order unless a segment's slots are out of order
+        // (damage verify reports); then this puts them back.
         entries.sort_unstable_by_key(Entry::key_hash);
         Ok(entries)
     }
 
-    /// Hands every live entry to `f`, borrowed from the mapped files, in no
-    /// particular order: what [`Index::entries`] lists, without a copy of
+    /// Hands every live entry to `f`, borrowed from the mapped files, in
+    /// key-hash order: what [`Index::entries`] lists, without a copy of
     /// each. `f` must not call back into this index (it runs under the
     /// index's read lock); collect what needs another look and look after.
+    ///
+    /// Segments hold their records sorted by key hash, so the view is a merge
+    /// of at most a few sorted runs (the journal's latest records sorted
+    /// first): no table of every key is built.
     ///
     /// # Errors
     /// [`crate::Error::Io`] when the journal cannot be re-read; the first
@@ -42,26 +48,39 @@ impl Index {
     pub fn for_each_entry(&self, mut f: impl FnMut(EntryRef<'_>) -> Result<()>) -> Result<()> {
         self.refresh()?;
         let state = self.read_state();
-        let records: usize = state.segments.iter().map(|seg| seg.len()).sum();
-        let mut merged: HashMap<KeyHash, Option<&[u8]>, DigestState> =
-            HashMap::with_capacity_and_hasher(records, DigestState::default());
+        // Oldest first; a later run overrides an earlier one.
+        let mut runs: Vec<Run<'_>> = Vec::new();
         for seg in &state.segments {
-            for (hash, body) in seg.iter().flatten() {
-                if let Ok(view) = record::view(body)
-                    && view.key_hash == hash
-                {
-                    merged.insert(hash, view.parts.map(|_| body));
-                }
-            }
+            runs.push(Box::new(seg.iter().filter_map(|entry| {
+                let (hash, body) = entry.ok()?;
+                let view = record::view(body).ok()?;
+                (view.key_hash == hash).then_some((hash, body))
+            })));
         }
         if let Some(journal) = &state.journal {
-            for (hash, body) in journal.latest() {
-                let put = record::view(body).ok().and_then(|v| v.parts);
-                merged.insert(hash, put.map(|_| body));
-            }
+            let mut latest: Vec<(KeyHash, &[u8])> = journal
+                .latest()
+                .filter(|(_, body)| record::view(body).is_ok())
+                .collect();
+            latest.sort_unstable_by_key(|(hash, _)| *hash);
+            runs.push(Box::new(latest.into_iter()));
         }
-        for body in merged.into_values().flatten() {
-            if let Ok(view) = record::view(body)
+        let mut heads: Vec<Option<(KeyHash, &[u8])>> =
+            runs.iter_mut().map(Iterator::next).collect();
+        while let Some(hash) = heads.iter().flatten().map(|(h, _)| *h).min() {
+            // The newest run holding this key decides; every run moves past it.
+            let mut newest: Option<&[u8]> = None;
+            for (head, run) in heads.iter_mut().zip(runs.iter_mut()) {
+                while let Some((h, body)) = *head {
+                    if h != hash {
+                        break;
+                    }
+                    newest = Some(body);
+                    *head = run.next();
+                }
+            }
+            if let Some(body) = newest
+                && let Ok(view) = record::view(body)
                 && let Some(entry) = EntryRef::from_view(&view)
             {
                 f(entry)?;
