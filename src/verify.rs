@@ -458,7 +458,7 @@ pub fn verify(
     let objects = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let results: Vec<WorkerResult> = std::thread::scope(|scope| {
+    let (results, index_files) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -497,10 +497,14 @@ pub fn verify(
                 })
             })
             .collect();
-        workers
+        // Meanwhile, on this thread: the index's files and every entry's
+        // parts, which need nothing from the walk.
+        let index_files = check_index_files(store);
+        let results: Vec<WorkerResult> = workers
             .into_iter()
             .map(|w| w.join().unwrap_or_default())
-            .collect()
+            .collect();
+        (results, index_files)
     });
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
@@ -543,7 +547,9 @@ pub fn verify(
     }
 
     drop(calm);
-    let index = check_index(store, &graph, &mut found, &mut report)?;
+    let (index_files, index_found) = index_files?;
+    found.extend(index_found);
+    let index = check_index(store, &graph, index_files, &mut found, &mut report)?;
     check_transactions(store, options.repair, &mut found)?;
     check_refs(store, &graph, &mut found, &mut report)?;
     check_reflogs(store, &mut found)?;
@@ -569,12 +575,23 @@ fn problem(kind: ProblemKind, path: PathBuf, detail: String) -> Problem {
 
 /// Index files, then every live entry's parts. Returns the open index, or
 /// `None` when its manifest is unreadable (reported).
-fn check_index(
-    store: &Store,
-    graph: &Graph,
-    found: &mut Vec<(Problem, Action)>,
-    report: &mut VerifyReport,
-) -> Result<Option<Index>> {
+/// Problems found, each with what repair does about it.
+type Found = Vec<(Problem, Action)>;
+
+/// What [`check_index_files`] found, while the object walk ran.
+struct IndexFiles {
+    index: Index,
+    /// How many live entries there were and the part ids of all of them,
+    /// to be looked up in the walk's results; `None` when listing them
+    /// failed (they are listed again after the walk).
+    parts: Option<(u64, Vec<ObjectId>)>,
+}
+
+/// The index files, and the part ids of every live entry: the index's
+/// share of verify that needs nothing from the object walk, run beside it.
+/// `None` when the manifest is unreadable (reported in `found`).
+fn check_index_files(store: &Store) -> Result<(Option<IndexFiles>, Found)> {
+    let mut found = Vec::new();
     let index = match Index::open(store) {
         Ok(index) => index,
         Err(e @ (Error::Corrupt { .. } | Error::UnsupportedFormat { .. })) => {
@@ -586,11 +603,11 @@ fn check_index(
                 ),
                 Action::None,
             ));
-            return Ok(None);
+            return Ok((None, found));
         }
         Err(e) => return Err(e),
     };
-    check_leftover_index_files(store.layout(), found)?;
+    check_leftover_index_files(store.layout(), &mut found)?;
     for path in crate::index::set_aside_files(store.layout())? {
         found.push((
             problem(
@@ -614,6 +631,48 @@ fn check_index(
                 problem(ProblemKind::DamagedIndexFile, p.path, p.message),
                 Action::Compact,
             ));
+        }
+    }
+    let mut parts = Vec::new();
+    let mut entries = 0u64;
+    let listed = index.for_each_entry(|entry| {
+        entries += 1;
+        parts.extend(entry.parts().map(|p| p.id));
+        Ok(())
+    });
+    let files = IndexFiles {
+        index,
+        parts: listed.ok().map(|()| (entries, parts)),
+    };
+    Ok((Some(files), found))
+}
+
+/// Every live entry's parts against the object walk's results. Returns the
+/// open index, or `None` when its manifest is unreadable (reported).
+fn check_index(
+    store: &Store,
+    graph: &Graph,
+    files: Option<IndexFiles>,
+    found: &mut Vec<(Problem, Action)>,
+    report: &mut VerifyReport,
+) -> Result<Option<Index>> {
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    let index = files.index;
+    // The common case, a whole store: every part listed beside the walk is
+    // intact, and there is nothing more to look at.
+    if let Some((entries, parts)) = &files.parts {
+        let mut whole = true;
+        for &id in parts {
+            if graph.reach(store, id)? != Reach::Whole {
+                whole = false;
+                break;
+            }
+        }
+        if whole {
+            report.entries = *entries;
+            return Ok(Some(index));
         }
     }
     // Entries whose parts are not whole, looked at again below (the walk
