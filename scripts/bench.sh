@@ -16,7 +16,7 @@
 #       rawfs, sqlite, redb, cacache, git (--peers picks). Put, get, fresh-
 #       process get, exists, verify, delete half + reclaim, disk; ratios and
 #       targets (issue 7). Every store is kept until the end: ~11 GB free
-#       needed at the default N, about 20 minutes on 2 cores.
+#       needed at the default N; about 5 minutes on 2 quiet cores.
 #   --mode gc            verify and gc of N objects (try --n 100000 and
 #       --n 1000000; ~4 KB mean, ~3.8 GiB at 1M, ~10 GB free needed) against
 #       a one-thread read + BLAKE3 of the same files, `git fsck --full` and
