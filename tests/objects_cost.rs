@@ -27,13 +27,8 @@ use rask_store::{Durability, Kind, ObjectId, Store, StoreOptions};
 
 /// Value sizes drawn like W1: 60% 256 B–4 KiB, 30% 4–32 KiB, 10% 32–256 KiB.
 fn values(n: usize) -> Vec<Vec<u8>> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = common::Xorshift::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.next_u64();
     (0..n)
         .map(|i| {
             let class = next() % 10;
@@ -147,13 +142,7 @@ fn put_and_get_next_to_the_raw_filesystem() {
     );
 
     let mut order: Vec<usize> = (0..n).collect();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for i in (1..n).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
-    }
+    common::Xorshift::new(0x2545_f491_4f6c_dd1d).shuffle(&mut order);
     let mut buf = Vec::new();
     for round in 1..=3 {
         let (mut rask_get, mut raw_get) = (Duration::ZERO, Duration::ZERO);

@@ -40,13 +40,8 @@ use rask_store::{Durability, Kind, ObjectBuf, ObjectId, Store, StoreOptions};
 
 /// W1's value sizes, drawn as `bench/src/workload.rs` draws them.
 fn values(n: usize) -> Vec<Vec<u8>> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = common::Xorshift::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.next_u64();
     (0..n)
         .map(|i| {
             let (lo, hi): (f64, f64) = match next() % 10 {
@@ -172,16 +167,11 @@ fn verified_get_next_to_the_raw_filesystem() {
     );
 
     let mut order: Vec<usize> = (0..n).collect();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut shuffler = common::Xorshift::new(0x2545_f491_4f6c_dd1d);
     let mut buf = Vec::new();
     let mut object_buf = ObjectBuf::new();
     for round in 1..=3 {
-        for i in (1..n).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        shuffler.shuffle(&mut order);
         let mut took = [Duration::ZERO; WAYS.len()];
         let mut faults = [0u64; WAYS.len()];
         let (waited, load) = (waited_ns(), fs::read_to_string("/proc/loadavg").unwrap());

@@ -57,13 +57,8 @@ fn keyed_get_read_path_and_verify_walk() {
     let n: usize = common::env_number("RASK_COST_N", 20_000);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(dir.path(), StoreOptions::with_durability(Durability::None)).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = common::Xorshift::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.next_u64();
     // W1's sizes: 60% 256 B–4 KiB, 30% 4–32 KiB, 10% 32–256 KiB.
     let mut ids = Vec::with_capacity(n);
     let mut total = 0u64;
@@ -79,9 +74,7 @@ fn keyed_get_read_path_and_verify_walk() {
         total += len as u64;
         ids.push(store.put_object(Kind::Instance, &[], &value).unwrap());
     }
-    for i in (1..ids.len()).rev() {
-        ids.swap(i, next() as usize % (i + 1));
-    }
+    common::Xorshift::new(0x2545_f491_4f6c_dd1d).shuffle(&mut ids);
 
     let (mut drained, mut own) = (Duration::ZERO, Duration::ZERO);
     for pass in 0..3 {

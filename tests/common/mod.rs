@@ -86,6 +86,33 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Xorshift64: the deterministic generator the measurement tests draw
+/// value sizes, bytes and read orders from.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    /// A generator started at `seed` (not zero).
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(seed)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Shuffles `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
 /// The number in environment variable `name`, or `default` when it is unset
 /// or not a number: the knobs of the measurements run by hand.
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
