@@ -36,6 +36,7 @@
 pub mod clean;
 pub mod compiler;
 pub mod config;
+pub mod dirfd;
 pub mod error;
 #[doc(hidden)]
 pub mod fault;

@@ -17,6 +17,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::dirfd::FanoutDirs;
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_LEN, IdSpec, ObjectId};
 use crate::layout::Layout;
@@ -80,6 +81,9 @@ pub struct Store {
     options: StoreOptions,
     sync_queue: SyncQueue,
     stats: StatsRecorder,
+    /// Open fanout directories, for opening objects by name (see
+    /// [`crate::dirfd`]).
+    fanout_dirs: FanoutDirs,
 }
 
 enum Existing {
@@ -130,6 +134,7 @@ impl Store {
             options,
             sync_queue: SyncQueue::default(),
             stats: StatsRecorder::default(),
+            fanout_dirs: FanoutDirs::default(),
         }
     }
 
@@ -563,7 +568,11 @@ impl Store {
     }
 
     fn open_object_file(&self, id: &ObjectId, path: &Path) -> Result<File> {
-        match File::open(path) {
+        let opened = match path.file_name().and_then(|name| name.to_str()) {
+            Some(name) => self.fanout_dirs.open_object(id.as_bytes()[0], name, path),
+            None => File::open(path),
+        };
+        match opened {
             Ok(file) => Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
                 id: *id,

@@ -9,6 +9,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use rask_store::dirfd::Dir;
+
 use super::{PeerSpec, store_dir};
 use crate::peer::{Check, KeyMapped, ObjectBackend, Peer, Res};
 
@@ -122,9 +124,10 @@ impl ObjectBackend for RawFs {
         for fanout in fs::read_dir(&self.objects)? {
             let fanout = fanout?;
             let prefix = fanout.file_name().to_string_lossy().into_owned();
+            let dir = Dir::open(&fanout.path())?;
             for entry in fs::read_dir(fanout.path())? {
                 let entry = entry?;
-                let n = read_whole(&entry.path(), &mut buf)?;
+                let n = read_whole(&dir, &entry.file_name().to_string_lossy(), &mut buf)?;
                 let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
                 if blake3::hash(&buf[..n]).to_hex().as_str() != name {
                     return Err(
@@ -157,12 +160,13 @@ fn read_file(path: &Path, buf: &mut Vec<u8>) -> Res<()> {
 const WHOLE_BUFFER: usize = 256 << 10;
 
 /// Reads a whole file into the front of `buf` the way rask-store's verify
-/// does, so the one-thread reference does the same system calls: `open`,
+/// does, so the one-thread reference does the same system calls: `open`
+/// relative to the open directory (`rask_store::dirfd`),
 /// one `read` into a reused buffer of at least 256 KiB (a read of a regular
 /// file is short only at its end), `close`; a file that fills the buffer is
 /// read to the end after an `fstat`. Returns the file's length.
-fn read_whole(path: &Path, buf: &mut Vec<u8>) -> Res<usize> {
-    let mut file = File::open(path)?;
+fn read_whole(dir: &Dir, name: &str, buf: &mut Vec<u8>) -> Res<usize> {
+    let mut file = dir.open_file(name)?;
     if buf.len() < WHOLE_BUFFER {
         buf.resize(WHOLE_BUFFER, 0);
     }
@@ -186,14 +190,15 @@ pub fn read_and_hash_tree(dir: &Path) -> Res<(u64, u64)> {
     let mut files = 0;
     let mut bytes = 0;
     let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
+    while let Some(path) = stack.pop() {
+        let dir = Dir::open(&path)?;
+        for entry in fs::read_dir(&path)? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
                 stack.push(entry.path());
                 continue;
             }
-            let n = read_whole(&entry.path(), &mut buf)?;
+            let n = read_whole(&dir, &entry.file_name().to_string_lossy(), &mut buf)?;
             std::hint::black_box(blake3::hash(&buf[..n]));
             files += 1;
             bytes += n as u64;
