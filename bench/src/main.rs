@@ -97,6 +97,14 @@ pub struct RunArgs {
     /// Directory in which the temp dir holding the stores is made.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Seconds to wait before the first put (w1). ext4 without a journal
+    /// skips every inode freed in the last 60 s (65 s while its inode table
+    /// block is dirty) when it allocates one (`recently_deleted` in
+    /// fs/ext4/ialloc.c), so creating files right after a mass deletion (a
+    /// previous run removing its stores, a test suite) runs many times
+    /// slower; the wait keeps that out of the first peer's puts. 0 skips it.
+    #[arg(long, default_value_t = 65)]
+    pub settle: u64,
 }
 
 #[derive(Args)]
@@ -175,9 +183,24 @@ fn run(args: &RunArgs) -> Res<()> {
     // (ext4 without a journal), one peer's deletes must not slow the next
     // peer's puts.
     let mut rows = Vec::new();
+    if args.settle > 0 {
+        eprintln!(
+            "waiting {} s for files deleted before this run to leave ext4's recently-deleted \
+             window (--settle 0 skips this)",
+            args.settle
+        );
+        std::thread::sleep(std::time::Duration::from_secs(args.settle));
+    }
+    let mut creates = Vec::new();
     for spec in &specs {
         let dir = temp.path().join(spec.id);
         std::fs::create_dir_all(&dir)?;
+        let rate = create_rate(&temp.path().join(format!("probe-{}", spec.id)))?;
+        eprintln!(
+            "{}: {rate:.0} file creations/s just before the put",
+            spec.id
+        );
+        creates.push(format!("{} {}/s", spec.id, report::group(rate)));
         let mut row = Row::new(spec.id, spec.label, spec.durability);
         if let Err(e) = run_peer(spec, &workload, &dir, args, &mut row, &mut run) {
             eprintln!("{}: {e}", spec.id);
@@ -198,6 +221,14 @@ fn run(args: &RunArgs) -> Res<()> {
         ));
     }
     run.rows.extend(rows);
+    run.notes.push(format!(
+        "File creations per second just before each peer's put ({PROBE_FILES} empty files, kept \
+         until the end; the first put waited {} s after any earlier deletion): {}. A figure far \
+         below the others means that peer's put ran while the filesystem was still skipping \
+         recently deleted inodes.",
+        args.settle,
+        creates.join(", ")
+    ));
     run.load = format!(
         "load average {load_start} at the start, {} at the end",
         loadavg()
@@ -208,6 +239,21 @@ fn run(args: &RunArgs) -> Res<()> {
     eprintln!("removing the stores");
     temp.close()?;
     Ok(())
+}
+
+/// Empty files [`create_rate`] creates.
+const PROBE_FILES: usize = 500;
+
+/// Creates [`PROBE_FILES`] empty files in the new directory `dir` and
+/// returns how many it created per second: how fast this filesystem makes
+/// files right now. The files stay (deleting them would slow the next put).
+fn create_rate(dir: &Path) -> Res<f64> {
+    std::fs::create_dir_all(dir)?;
+    let start = Instant::now();
+    for i in 0..PROBE_FILES {
+        std::fs::File::create_new(dir.join(format!("f{i}")))?;
+    }
+    Ok(PROBE_FILES as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Runs one phase; returns its result, its seconds and the seconds this
