@@ -962,12 +962,24 @@ impl Index {
                     let state = self.read_state();
                     if let Some(journal) = &state.journal {
                         journal.lock_shared()?;
-                        let current = manifest::read(&self.layout);
-                        let appended = match current {
-                            Ok(Some(m)) if m.generation == journal.generation() => {
-                                journal.append(framed).map(|()| true)
+                        // Step 2 of the rotation protocol. The manifest this
+                        // view holds open still being the one at its path
+                        // (one `stat`) proves it unchanged; otherwise it is
+                        // read again.
+                        let generation = journal.generation();
+                        let current = match &state.manifest {
+                            Some(held)
+                                if held.manifest.generation == generation
+                                    && held.is_current(&self.layout).unwrap_or(false) =>
+                            {
+                                Ok(true)
                             }
-                            Ok(_) => Ok(false),
+                            _ => manifest::read(&self.layout)
+                                .map(|m| m.is_some_and(|m| m.generation == generation)),
+                        };
+                        let appended = match current {
+                            Ok(true) => journal.append(framed).map(|()| true),
+                            Ok(false) => Ok(false),
                             Err(e) => Err(e),
                         };
                         journal.unlock();
