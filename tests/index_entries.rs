@@ -390,6 +390,62 @@ fn a_batch_put_publishes_every_entry_and_skips_unchanged_ones() {
 }
 
 #[test]
+fn put_many_stores_every_part_and_answers_as_single_puts_do() {
+    let (_dir, store) = store();
+    let index = Index::open(&store).unwrap();
+    let values: Vec<Vec<u8>> = (0..2500u32)
+        .map(|n| {
+            format!("value {n} ")
+                .repeat(1 + n as usize % 40)
+                .into_bytes()
+        })
+        .collect();
+    let keys: Vec<Key> = (0..2500).map(|n| key("m", n)).collect();
+    // One key already holds its value: its outcome is Unchanged.
+    index
+        .put(&store, &keys[7], Kind::Instance, &[("ast", &values[7])])
+        .unwrap();
+    let parts: Vec<[(&str, &[u8]); 2]> = values
+        .iter()
+        .map(|v| [("ast", v.as_slice()), ("meta", b"m".as_slice())])
+        .collect();
+    let batch: Vec<(&Key, &[(&str, &[u8])])> = keys
+        .iter()
+        .zip(&parts)
+        .map(|(k, p)| (k, p.as_slice()))
+        .collect();
+    let outcomes = index.put_many(&store, Kind::Instance, &batch).unwrap();
+    assert_eq!(outcomes.len(), keys.len());
+    assert!(
+        matches!(outcomes[7], PutOutcome::Written(_)),
+        "a part was added"
+    );
+    let again = index.put_many(&store, Kind::Instance, &batch).unwrap();
+    assert!(again.iter().all(|o| matches!(o, PutOutcome::Unchanged(_))));
+    // Every value reads back, in this handle and in a fresh one.
+    for handle in [&index, &Index::open(&store).unwrap()] {
+        for (k, v) in keys.iter().zip(&values) {
+            match handle.get(&store, k, "ast").unwrap() {
+                Lookup::Hit(bytes) => assert_eq!(&bytes, v),
+                Lookup::Miss(m) => panic!("{k}: {}", m.detail),
+            }
+        }
+    }
+    // A bad part name appends nothing.
+    let fresh = key("m", 9999);
+    let bad: &[(&str, &[u8])] = &[("ok", b"1"), ("bad\nname", b"2")];
+    assert!(
+        index
+            .put_many(&store, Kind::Instance, &[(&fresh, bad)])
+            .is_err()
+    );
+    assert_eq!(
+        index.find_missing(std::slice::from_ref(&fresh)).unwrap(),
+        vec![0]
+    );
+}
+
+#[test]
 fn one_index_serves_many_threads() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     let (_dir, store) = store();

@@ -871,26 +871,71 @@ impl Index {
         store: &Store,
         entries: Vec<(Key, Vec<PartRef>)>,
     ) -> Result<Vec<PutOutcome>> {
-        let mut outcomes = Vec::with_capacity(entries.len());
+        for (key, parts) in &entries {
+            for part in parts {
+                if !store.contains_object(&part.id)? {
+                    return Err(Error::InvalidEntry {
+                        reason: format!(
+                            "part {:?} of {key} names object {}, which is not in the store",
+                            part.name, part.id
+                        ),
+                    });
+                }
+            }
+        }
+        let (keys, parts): (Vec<Key>, Vec<Vec<PartRef>>) = entries.into_iter().unzip();
+        self.publish_many(keys.iter().zip(parts))
+    }
+
+    /// Stores the parts of many entries as objects of kind `kind`, then
+    /// publishes the entries together, as [`Index::put_entries`] does: the
+    /// records go to the journal in as few `write` calls as possible, where
+    /// [`Index::put`] appends one record per call. What a build publishing
+    /// a batch of results calls. The outcomes are in the order of
+    /// `entries`.
+    ///
+    /// # Errors
+    /// As [`Index::put`]. Nothing is appended if any part name is bad or
+    /// any object cannot be stored (the objects already stored stay, for
+    /// gc to reclaim if nothing comes to use them).
+    pub fn put_many(
+        &self,
+        store: &Store,
+        kind: Kind,
+        entries: &[(&Key, &[(&str, &[u8])])],
+    ) -> Result<Vec<PutOutcome>> {
+        let mut published = Vec::with_capacity(entries.len());
+        for (key, parts) in entries {
+            let mut refs = Vec::with_capacity(parts.len());
+            for (name, bytes) in *parts {
+                record::check_part_name(name).map_err(|reason| Error::InvalidEntry { reason })?;
+                refs.push(PartRef {
+                    name: (*name).to_string(),
+                    id: store.put_object(kind, &[], bytes)?,
+                    size: bytes.len() as u64,
+                });
+            }
+            published.push((*key, refs));
+        }
+        self.publish_many(published.into_iter())
+    }
+
+    /// Appends the records of `entries` (parts already stored) in as few
+    /// `write` calls as possible, skipping those the index already holds.
+    fn publish_many<'k>(
+        &self,
+        entries: impl Iterator<Item = (&'k Key, Vec<PartRef>)>,
+    ) -> Result<Vec<PutOutcome>> {
+        let mut outcomes = Vec::new();
         let mut frames: Vec<Vec<u8>> = Vec::new();
         {
             let state = self.read_state();
             for (key, parts) in entries {
-                for part in &parts {
-                    if !store.contains_object(&part.id)? {
-                        return Err(Error::InvalidEntry {
-                            reason: format!(
-                                "part {:?} of {key} names object {}, which is not in the store",
-                                part.name, part.id
-                            ),
-                        });
-                    }
-                }
                 let parts = record::normalize_parts(parts)
                     .map_err(|reason| Error::InvalidEntry { reason })?;
                 let body = record::encode_put(&key.hash(), key.encoding(), &parts);
                 let id = record::entry_id(&body[1 + crate::key::KEY_HASH_LEN..], &parts);
-                if matches!(resolve(&state, &key), Resolved::Hit(current) if current.id() == id) {
+                if matches!(resolve(&state, key), Resolved::Hit(current) if current.id() == id) {
                     outcomes.push(PutOutcome::Unchanged(id));
                     continue;
                 }
