@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rask_store::index::{AutoCompact, IndexOptions, MissCause, PartRef, PutOutcome};
+use rask_store::index::{AutoCompact, IndexOptions, MissCause, NamedParts, PartRef, PutOutcome};
 use rask_store::{Component, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -409,7 +409,7 @@ fn put_many_stores_every_part_and_answers_as_single_puts_do() {
         .iter()
         .map(|v| [("ast", v.as_slice()), ("meta", b"m".as_slice())])
         .collect();
-    let batch: Vec<(&Key, &[(&str, &[u8])])> = keys
+    let batch: Vec<(&Key, NamedParts)> = keys
         .iter()
         .zip(&parts)
         .map(|(k, p)| (k, p.as_slice()))

@@ -444,6 +444,9 @@ enum Resolved<'a> {
     Damaged(PathBuf, String),
 }
 
+/// An entry's parts as [`Index::put`] takes them: (part name, payload) pairs.
+pub type NamedParts<'a> = &'a [(&'a str, &'a [u8])];
+
 /// An open index.
 ///
 /// # Concurrency
@@ -902,7 +905,7 @@ impl Index {
         &self,
         store: &Store,
         kind: Kind,
-        entries: &[(&Key, &[(&str, &[u8])])],
+        entries: &[(&Key, NamedParts<'_>)],
     ) -> Result<Vec<PutOutcome>> {
         let mut published = Vec::with_capacity(entries.len());
         for (key, parts) in entries {
