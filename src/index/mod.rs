@@ -908,6 +908,9 @@ impl Index {
         entries: &[(&Key, NamedParts<'_>)],
     ) -> Result<Vec<PutOutcome>> {
         let mut published = Vec::with_capacity(entries.len());
+        // Held across the batch, so each object put below finds the shared
+        // writers lock already taken (two `flock`s fewer per object).
+        let writing = store.writing()?;
         for (key, parts) in entries {
             let mut refs = Vec::with_capacity(parts.len());
             for (name, bytes) in *parts {
@@ -920,6 +923,7 @@ impl Index {
             }
             published.push((*key, refs));
         }
+        drop(writing);
         self.publish_many(published.into_iter())
     }
 
