@@ -41,6 +41,7 @@
 //! hash. A key keeps its namespace, encoding and hash; its components are
 //! decoded from the encoding only when [`Key::components`] is asked.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::{LazyLock, OnceLock};
 
@@ -333,11 +334,13 @@ impl Key {
     /// [`Error::InvalidKey`] when the encoding would exceed [`MAX_KEY_LEN`]
     /// bytes or lists nest deeper than [`MAX_DEPTH`].
     pub fn new(namespace: Namespace, components: Vec<Component>) -> Result<Key> {
-        let mut encoder = KeyEncoder::new(&namespace, BUILD_CAPACITY);
-        for c in &components {
-            encoder.component(c);
-        }
-        let (encoding, hash) = encoder.encode()?;
+        let (encoding, hash) = {
+            let mut encoder = KeyEncoder::new(&namespace);
+            for c in &components {
+                encoder.component(c);
+            }
+            encoder.encode()?
+        };
         Ok(Key {
             namespace,
             encoding,
@@ -366,7 +369,7 @@ impl Key {
     /// assert_eq!(key.hash(), same.hash());
     /// ```
     pub fn build(namespace: &Namespace) -> KeyEncoder<'_> {
-        KeyEncoder::new(namespace, BUILD_CAPACITY)
+        KeyEncoder::new(namespace)
     }
 
     /// Decodes a canonical encoding (as stored in an index record).
@@ -424,10 +427,16 @@ impl fmt::Display for Key {
     }
 }
 
-/// Bytes [`Key::build`] reserves for an encoding: most keys a compiler
-/// builds fit (the W1 benchmark's encode to 150–300 bytes), so the buffer is
-/// allocated once.
-const BUILD_CAPACITY: usize = 384;
+thread_local! {
+    /// The buffer encoders write into, kept per thread between keys: a
+    /// key's own encoding is then one exact-size allocation, copied out of
+    /// it, and the buffer never grows again once it fits the keys built.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A scratch buffer larger than this is freed rather than kept (it only
+/// grew for a key [`KeyEncoder::finish`] refuses).
+const SCRATCH_KEEP: usize = MAX_KEY_LEN;
 
 fn too_deep(namespace: &Namespace) -> Error {
     invalid_key(
@@ -456,9 +465,10 @@ pub struct KeyEncoder<'n> {
 }
 
 impl<'n> KeyEncoder<'n> {
-    fn new(namespace: &'n Namespace, capacity: usize) -> KeyEncoder<'n> {
+    fn new(namespace: &'n Namespace) -> KeyEncoder<'n> {
         let ns = namespace.as_str().as_bytes();
-        let mut out = Vec::with_capacity(capacity.max(COUNT_AT + ns.len() + 4));
+        let mut out = SCRATCH.take();
+        out.clear();
         out.push(KEY_ENCODING_VERSION);
         out.push(ns.len() as u8);
         out.extend_from_slice(ns);
@@ -542,8 +552,9 @@ impl<'n> KeyEncoder<'n> {
         self
     }
 
-    /// The encoding and its hash, once the limits are checked.
-    fn encode(mut self) -> Result<(Vec<u8>, KeyHash)> {
+    /// The encoding (an exact-size copy of the scratch buffer) and its
+    /// hash, once the limits are checked.
+    fn encode(&mut self) -> Result<(Vec<u8>, KeyHash)> {
         if self.too_deep {
             return Err(too_deep(self.namespace));
         }
@@ -558,8 +569,7 @@ impl<'n> KeyEncoder<'n> {
         }
         let at = COUNT_AT + self.namespace.as_str().len();
         self.out[at..at + 4].copy_from_slice(&self.count.to_le_bytes());
-        let hash = KeyHash::of_encoding(&self.out);
-        Ok((self.out, hash))
+        Ok((self.out.to_vec(), KeyHash::of_encoding(&self.out)))
     }
 
     /// The key: its encoding is byte for byte the one [`Key::new`] makes
@@ -568,15 +578,23 @@ impl<'n> KeyEncoder<'n> {
     /// # Errors
     /// [`Error::InvalidKey`] when the encoding exceeds [`MAX_KEY_LEN`]
     /// bytes or lists nest deeper than [`MAX_DEPTH`].
-    pub fn finish(self) -> Result<Key> {
-        let namespace = self.namespace.clone();
+    pub fn finish(mut self) -> Result<Key> {
         let (encoding, hash) = self.encode()?;
         Ok(Key {
-            namespace,
+            namespace: self.namespace.clone(),
             encoding,
             hash,
             components: OnceLock::new(),
         })
+    }
+}
+
+impl Drop for KeyEncoder<'_> {
+    /// Hands the buffer back for the next key built on this thread.
+    fn drop(&mut self) {
+        if self.out.capacity() <= SCRATCH_KEEP {
+            SCRATCH.set(std::mem::take(&mut self.out));
+        }
     }
 }
 

@@ -165,7 +165,7 @@ fn compare_key_building(namespace: &Namespace, sample: &[Vec<u8>]) {
     else {
         return;
     };
-    let mut secs = [0f64; 3];
+    let mut secs = [0f64; 4];
     for _ in 0..ROUNDS {
         let start = std::time::Instant::now();
         for k in sample {
@@ -182,16 +182,23 @@ fn compare_key_building(namespace: &Namespace, sample: &[Vec<u8>]) {
             std::hint::black_box(KeyHash::of_encoding(std::hint::black_box(k.encoding())));
         }
         secs[2] += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        for k in sample {
+            std::hint::black_box(key_fields(std::hint::black_box(k)));
+        }
+        secs[3] += start.elapsed().as_secs_f64();
     }
     let each = |s: f64| s * 1e6 / (ROUNDS * sample.len()) as f64;
     let mean_len = keys.iter().map(|k| k.encoding().len()).sum::<usize>() / keys.len().max(1);
     eprintln!(
         "rask: one W1 key ({mean_len} bytes encoded, mean of {} keys × {ROUNDS}): Key::build \
-         {:.3} µs, component tree + Key::new {:.3} µs, the key hash alone {:.3} µs",
+         {:.3} µs, component tree + Key::new {:.3} µs, the key hash alone {:.3} µs, reading the W1 key bytes \
+         (both ways) {:.3} µs",
         sample.len(),
         each(secs[0]),
         each(secs[1]),
-        each(secs[2])
+        each(secs[2]),
+        each(secs[3])
     );
 }
 
