@@ -210,7 +210,9 @@ impl Drop for RaskKeyed {
 /// interleaved in rounds so load on the machine hits every way alike:
 /// [`w1_key`] ([`Key::build`]), [`w1_key_from_components`] ([`Key::new`]),
 /// the key hash alone (the floor either way pays), and `key_fields` alone
-/// (what the component tree is built from).
+/// (what the component tree is built from); then [`w1_key`] again with every
+/// key of the batch kept until the end, as an existence batch keeps them, and
+/// the drop of those keys.
 fn compare_key_building(namespace: &Namespace, sample: &[Vec<u8>]) {
     const ROUNDS: usize = 20;
     let Ok(keys) = sample
@@ -220,7 +222,7 @@ fn compare_key_building(namespace: &Namespace, sample: &[Vec<u8>]) {
     else {
         return;
     };
-    let mut secs = [0f64; 4];
+    let mut secs = [0f64; 6];
     for _ in 0..ROUNDS {
         let start = std::time::Instant::now();
         for k in sample {
@@ -242,18 +244,31 @@ fn compare_key_building(namespace: &Namespace, sample: &[Vec<u8>]) {
             std::hint::black_box(key_fields(std::hint::black_box(k)));
         }
         secs[3] += start.elapsed().as_secs_f64();
+        // As an existence batch does: every key of the batch kept, then dropped.
+        let start = std::time::Instant::now();
+        let kept: Vec<Key> = sample
+            .iter()
+            .filter_map(|k| w1_key(namespace, k).ok())
+            .collect();
+        secs[4] += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        drop(std::hint::black_box(kept));
+        secs[5] += start.elapsed().as_secs_f64();
     }
     let each = |s: f64| s * 1e6 / (ROUNDS * sample.len()) as f64;
     let mean_len = keys.iter().map(|k| k.encoding().len()).sum::<usize>() / keys.len().max(1);
     eprintln!(
         "rask: one W1 key ({mean_len} bytes encoded, mean of {} keys × {ROUNDS}): Key::build \
          {:.3} µs, component tree + Key::new {:.3} µs, the key hash alone {:.3} µs, key_fields alone (what the \
-         tree is built from) {:.3} µs",
+         tree is built from) {:.3} µs; Key::build of the whole batch kept {:.3} µs, dropping \
+         them {:.3} µs",
         sample.len(),
         each(secs[0]),
         each(secs[1]),
         each(secs[2]),
-        each(secs[3])
+        each(secs[3]),
+        each(secs[4]),
+        each(secs[5])
     );
 }
 
