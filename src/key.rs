@@ -29,12 +29,21 @@
 //!
 //! # Invariants
 //! - An encoded key is at most [`MAX_KEY_LEN`] bytes and nests lists at most
-//!   [`MAX_DEPTH`] deep; [`Key::new`] refuses anything larger, so decoding
-//!   bytes from disk is bounded.
+//!   [`MAX_DEPTH`] deep; [`Key::new`] and [`KeyEncoder::finish`] refuse
+//!   anything larger, so decoding bytes from disk is bounded.
 //! - A [`Key`] always holds its encoding and hash, computed once.
+//!
+//! # Building keys
+//!
+//! [`Key::new`] takes a tree of [`Component`]s. On hot paths,
+//! [`Key::build`] writes the components straight into the encoding (a
+//! [`KeyEncoder`]): one allocation, no component tree, the same bytes and
+//! hash. A key keeps its namespace, encoding and hash; its components are
+//! decoded from the encoding only when [`Key::components`] is asked.
 
+use std::cell::Cell;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -80,43 +89,6 @@ impl Component {
     /// A string component.
     pub fn str(s: impl Into<String>) -> Component {
         Component::Str(s.into())
-    }
-
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        match self {
-            Component::Str(s) => {
-                out.push(TAG_STR);
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Component::Hash(h) => {
-                out.push(TAG_HASH);
-                out.extend_from_slice(h);
-            }
-            Component::U64(n) => {
-                out.push(TAG_U64);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            Component::List(items) => {
-                out.push(TAG_LIST);
-                out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-                for item in items {
-                    item.encode_into(out);
-                }
-            }
-            Component::Bytes(b) => {
-                out.push(TAG_BYTES);
-                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                out.extend_from_slice(b);
-            }
-        }
-    }
-
-    fn depth(&self) -> usize {
-        match self {
-            Component::List(items) => 1 + items.iter().map(Component::depth).max().unwrap_or(0),
-            _ => 0,
-        }
     }
 }
 
@@ -324,45 +296,80 @@ impl fmt::Debug for KeyHash {
 
 /// A composite key: a namespace and ordered typed components, with its
 /// canonical encoding and hash.
-#[derive(Clone, PartialEq, Eq, Hash)]
+///
+/// Two keys are equal when their encodings are (the encoding is canonical,
+/// so that is when namespace and components are).
+#[derive(Clone)]
 pub struct Key {
     namespace: Namespace,
-    components: Vec<Component>,
     encoding: Vec<u8>,
     hash: KeyHash,
+    /// The component tree, kept from [`Key::new`] or decoded from the
+    /// encoding on the first [`Key::components`] call: a key built with a
+    /// [`KeyEncoder`] never builds it unless asked.
+    components: OnceLock<Vec<Component>>,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash && self.encoding == other.encoding
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.hash.hash(state);
+    }
 }
 
 impl Key {
     /// Builds a key and computes its encoding and hash.
     ///
+    /// [`Key::build`] makes the same key (the same encoding and hash)
+    /// without first building the component tree, which is faster.
+    ///
     /// # Errors
     /// [`Error::InvalidKey`] when the encoding would exceed [`MAX_KEY_LEN`]
     /// bytes or lists nest deeper than [`MAX_DEPTH`].
     pub fn new(namespace: Namespace, components: Vec<Component>) -> Result<Key> {
-        if let Some(deep) = components.iter().find(|c| c.depth() > MAX_DEPTH) {
-            let _ = deep;
-            return Err(invalid_key(
-                namespace.as_str(),
-                format!("lists nest deeper than {MAX_DEPTH}"),
-            ));
-        }
-        let encoding = encode(&namespace, &components);
-        if encoding.len() > MAX_KEY_LEN {
-            return Err(invalid_key(
-                namespace.as_str(),
-                format!(
-                    "the key encodes to {} bytes; the limit is {MAX_KEY_LEN}",
-                    encoding.len()
-                ),
-            ));
-        }
-        let hash = KeyHash::of_encoding(&encoding);
+        let (encoding, hash) = {
+            let mut encoder = KeyEncoder::new(&namespace);
+            for c in &components {
+                encoder.component(c);
+            }
+            encoder.encode()?
+        };
         Ok(Key {
             namespace,
-            components,
             encoding,
             hash,
+            components: OnceLock::from(components),
         })
+    }
+
+    /// Starts a key in `namespace` whose components are written straight
+    /// into its canonical encoding, without building [`Component`]s:
+    ///
+    /// ```
+    /// # use rask_store::{Component, Key, Namespace};
+    /// let ns = Namespace::new("rask-0.4").unwrap();
+    /// let mut k = Key::build(&ns);
+    /// k.str("std").list(|args| {
+    ///     args.str("i32");
+    /// }).hash(&[7; 32]);
+    /// let key = k.finish().unwrap();
+    /// let same = Key::new(ns, vec![
+    ///     Component::str("std"),
+    ///     Component::List(vec![Component::str("i32")]),
+    ///     Component::Hash([7; 32]),
+    /// ]).unwrap();
+    /// assert_eq!(key.encoding(), same.encoding());
+    /// assert_eq!(key.hash(), same.hash());
+    /// ```
+    pub fn build(namespace: &Namespace) -> KeyEncoder<'_> {
+        KeyEncoder::new(namespace)
     }
 
     /// Decodes a canonical encoding (as stored in an index record).
@@ -371,36 +378,12 @@ impl Key {
     /// A description of what is wrong, for the caller to wrap in
     /// [`Error::Corrupt`] with the file it came from.
     pub fn decode(bytes: &[u8]) -> std::result::Result<Key, String> {
-        if bytes.len() > MAX_KEY_LEN {
-            return Err(format!("key is {} bytes, over the limit", bytes.len()));
-        }
-        let mut r = Reader { bytes, pos: 0 };
-        let version = r.u8()?;
-        if version != KEY_ENCODING_VERSION {
-            return Err(format!(
-                "key encoding version {version} is not the supported version {KEY_ENCODING_VERSION}"
-            ));
-        }
-        let ns_len = usize::from(r.u8()?);
-        let ns = std::str::from_utf8(r.take(ns_len)?)
-            .map_err(|_| "namespace is not UTF-8".to_string())?;
-        let namespace = Namespace::new(ns).map_err(|e| e.to_string())?;
-        let count = r.u32()?;
-        let mut components = Vec::new();
-        for _ in 0..count {
-            components.push(r.component(0)?);
-        }
-        if r.pos != bytes.len() {
-            return Err(format!(
-                "{} trailing bytes after the key",
-                bytes.len() - r.pos
-            ));
-        }
+        let (namespace, components) = decode_parts(bytes)?;
         Ok(Key {
             namespace,
-            components,
             encoding: bytes.to_vec(),
             hash: KeyHash::of_encoding(bytes),
+            components: OnceLock::from(components),
         })
     }
 
@@ -409,9 +392,11 @@ impl Key {
         &self.namespace
     }
 
-    /// The components, in order.
+    /// The components, in order (decoded from the encoding on the first
+    /// call for a key made with [`Key::build`]).
     pub fn components(&self) -> &[Component] {
-        &self.components
+        self.components
+            .get_or_init(|| decode_components(&self.encoding))
     }
 
     /// The canonical encoding.
@@ -435,23 +420,223 @@ impl fmt::Display for Key {
     /// `namespace: component component …`, components in command-line spelling.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:", self.namespace)?;
-        for c in &self.components {
+        for c in self.components() {
             write!(f, " {c}")?;
         }
         Ok(())
     }
 }
 
-fn encode(namespace: &Namespace, components: &[Component]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    out.push(KEY_ENCODING_VERSION);
-    out.push(namespace.as_str().len() as u8);
-    out.extend_from_slice(namespace.as_str().as_bytes());
-    out.extend_from_slice(&(components.len() as u32).to_le_bytes());
-    for c in components {
-        c.encode_into(&mut out);
+thread_local! {
+    /// The buffer encoders write into, kept per thread between keys: a
+    /// key's own encoding is then one exact-size allocation, copied out of
+    /// it, and the buffer never grows again once it fits the keys built.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A scratch buffer larger than this is freed rather than kept (it only
+/// grew for a key [`KeyEncoder::finish`] refuses).
+const SCRATCH_KEEP: usize = MAX_KEY_LEN;
+
+fn too_deep(namespace: &Namespace) -> Error {
+    invalid_key(
+        namespace.as_str(),
+        format!("lists nest deeper than {MAX_DEPTH}"),
+    )
+}
+
+/// Writes a key's components straight into its canonical encoding; made by
+/// [`Key::build`], turned into a [`Key`] by [`KeyEncoder::finish`].
+///
+/// Each method appends one component at the current level (the key's top
+/// level, or the list [`KeyEncoder::list`] is filling). The limits are
+/// those of [`Key::new`], checked by `finish`, which refuses what
+/// [`Key::new`] refuses with the same error.
+#[derive(Debug)]
+pub struct KeyEncoder<'n> {
+    namespace: &'n Namespace,
+    out: Vec<u8>,
+    /// Components written so far at the current level.
+    count: u32,
+    /// Lists open around the current level.
+    depth: usize,
+    /// A list was opened deeper than [`MAX_DEPTH`].
+    too_deep: bool,
+}
+
+impl<'n> KeyEncoder<'n> {
+    fn new(namespace: &'n Namespace) -> KeyEncoder<'n> {
+        let ns = namespace.as_str().as_bytes();
+        let mut out = SCRATCH.take();
+        out.clear();
+        out.push(KEY_ENCODING_VERSION);
+        out.push(ns.len() as u8);
+        out.extend_from_slice(ns);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        KeyEncoder {
+            namespace,
+            out,
+            count: 0,
+            depth: 0,
+            too_deep: false,
+        }
     }
-    out
+
+    /// Appends a string component.
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.tagged(TAG_STR, s.as_bytes())
+    }
+
+    /// Appends a raw-bytes component.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.tagged(TAG_BYTES, b)
+    }
+
+    /// Appends a 32-byte hash component.
+    pub fn hash(&mut self, h: &[u8; 32]) -> &mut Self {
+        self.count = self.count.wrapping_add(1);
+        self.out.push(TAG_HASH);
+        self.out.extend_from_slice(h);
+        self
+    }
+
+    /// Appends an unsigned integer component.
+    pub fn u64(&mut self, n: u64) -> &mut Self {
+        self.count = self.count.wrapping_add(1);
+        self.out.push(TAG_U64);
+        self.out.extend_from_slice(&n.to_le_bytes());
+        self
+    }
+
+    /// Appends a list component whose items `items` appends (none makes
+    /// an empty list).
+    pub fn list(&mut self, items: impl FnOnce(&mut Self)) -> &mut Self {
+        if self.depth >= MAX_DEPTH {
+            // `finish` refuses the key; its items are not worth encoding.
+            self.too_deep = true;
+            return self;
+        }
+        self.out.push(TAG_LIST);
+        let count_at = self.out.len();
+        self.out.extend_from_slice(&0u32.to_le_bytes());
+        let outer = std::mem::replace(&mut self.count, 0);
+        self.depth += 1;
+        items(self);
+        self.depth -= 1;
+        let inner = std::mem::replace(&mut self.count, outer.wrapping_add(1));
+        self.out[count_at..count_at + 4].copy_from_slice(&inner.to_le_bytes());
+        self
+    }
+
+    /// Appends a component (and, for a list, its items).
+    pub fn component(&mut self, c: &Component) -> &mut Self {
+        match c {
+            Component::Str(s) => self.str(s),
+            Component::Hash(h) => self.hash(h),
+            Component::U64(n) => self.u64(*n),
+            Component::Bytes(b) => self.bytes(b),
+            Component::List(items) => self.list(|l| {
+                for item in items {
+                    l.component(item);
+                }
+            }),
+        }
+    }
+
+    fn tagged(&mut self, tag: u8, body: &[u8]) -> &mut Self {
+        self.count = self.count.wrapping_add(1);
+        self.out.push(tag);
+        self.out
+            .extend_from_slice(&(body.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(body);
+        self
+    }
+
+    /// The encoding (an exact-size copy of the scratch buffer) and its
+    /// hash, once the limits are checked.
+    fn encode(&mut self) -> Result<(Vec<u8>, KeyHash)> {
+        if self.too_deep {
+            return Err(too_deep(self.namespace));
+        }
+        if self.out.len() > MAX_KEY_LEN {
+            return Err(invalid_key(
+                self.namespace.as_str(),
+                format!(
+                    "the key encodes to {} bytes; the limit is {MAX_KEY_LEN}",
+                    self.out.len()
+                ),
+            ));
+        }
+        let at = COUNT_AT + self.namespace.as_str().len();
+        self.out[at..at + 4].copy_from_slice(&self.count.to_le_bytes());
+        Ok((self.out.to_vec(), KeyHash::of_encoding(&self.out)))
+    }
+
+    /// The key: its encoding is byte for byte the one [`Key::new`] makes
+    /// of the same components, and so is its hash.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the encoding exceeds [`MAX_KEY_LEN`]
+    /// bytes or lists nest deeper than [`MAX_DEPTH`].
+    pub fn finish(mut self) -> Result<Key> {
+        let (encoding, hash) = self.encode()?;
+        Ok(Key {
+            namespace: self.namespace.clone(),
+            encoding,
+            hash,
+            components: OnceLock::new(),
+        })
+    }
+}
+
+impl Drop for KeyEncoder<'_> {
+    /// Hands the buffer back for the next key built on this thread.
+    fn drop(&mut self) {
+        if self.out.capacity() <= SCRATCH_KEEP {
+            SCRATCH.set(std::mem::take(&mut self.out));
+        }
+    }
+}
+
+/// Offset of the component count after the namespace bytes.
+const COUNT_AT: usize = 2;
+
+/// The components of an encoding made by this module (so it decodes).
+fn decode_components(encoding: &[u8]) -> Vec<Component> {
+    // Every `Key` holds an encoding it made or decoded, so this never
+    // fails; should it, no components is the answer that cannot panic.
+    decode_parts(encoding)
+        .map(|(_, components)| components)
+        .unwrap_or_default()
+}
+
+fn decode_parts(bytes: &[u8]) -> std::result::Result<(Namespace, Vec<Component>), String> {
+    if bytes.len() > MAX_KEY_LEN {
+        return Err(format!("key is {} bytes, over the limit", bytes.len()));
+    }
+    let mut r = Reader { bytes, pos: 0 };
+    let version = r.u8()?;
+    if version != KEY_ENCODING_VERSION {
+        return Err(format!(
+            "key encoding version {version} is not the supported version {KEY_ENCODING_VERSION}"
+        ));
+    }
+    let ns_len = usize::from(r.u8()?);
+    let ns =
+        std::str::from_utf8(r.take(ns_len)?).map_err(|_| "namespace is not UTF-8".to_string())?;
+    let namespace = Namespace::new(ns).map_err(|e| e.to_string())?;
+    let count = r.u32()?;
+    let mut components = Vec::new();
+    for _ in 0..count {
+        components.push(r.component(0)?);
+    }
+    if r.pos != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the key",
+            bytes.len() - r.pos
+        ));
+    }
+    Ok((namespace, components))
 }
 
 struct Reader<'a> {

@@ -24,7 +24,7 @@ use std::fmt;
 
 use crate::compiler::hasher::SemanticHash;
 use crate::error::{Error, Result};
-use crate::key::{Component, Key};
+use crate::key::{Component, Key, KeyEncoder};
 use crate::name::Namespace;
 
 /// BLAKE3 context of the compiler identity hash.
@@ -351,10 +351,6 @@ impl fmt::Debug for CacheKey {
     }
 }
 
-fn hash(h: &SemanticHash) -> Component {
-    Component::Hash(*h.as_bytes())
-}
-
 /// Builds the keys of every tier in one namespace.
 ///
 /// | tier | components |
@@ -379,12 +375,16 @@ impl KeyBuilder {
         &self.namespace
     }
 
-    fn build(&self, tier: Tier, mut rest: Vec<Component>) -> Result<CacheKey> {
-        let mut components = Vec::with_capacity(rest.len() + 1);
-        components.push(Component::str(tier.name()));
-        components.append(&mut rest);
-        let key = Key::new(self.namespace.clone(), components)?;
-        Ok(CacheKey { tier, key })
+    /// The key of `tier`: its name, then what `rest` writes, straight into
+    /// the encoding (see [`Key::build`]).
+    fn build(&self, tier: Tier, rest: impl FnOnce(&mut KeyEncoder<'_>)) -> Result<CacheKey> {
+        let mut key = Key::build(&self.namespace);
+        key.str(tier.name());
+        rest(&mut key);
+        Ok(CacheKey {
+            tier,
+            key: key.finish()?,
+        })
     }
 
     /// The parse-tier key of a file: its content hash.
@@ -392,7 +392,9 @@ impl KeyBuilder {
     /// # Errors
     /// None in practice (the key is short); [`Error::InvalidKey`] is the type.
     pub fn parse(&self, file: ContentHash) -> Result<CacheKey> {
-        self.build(Tier::Parse, vec![Component::Hash(*file.as_bytes())])
+        self.build(Tier::Parse, |k| {
+            k.hash(file.as_bytes());
+        })
     }
 
     /// The key of a non-generic function: `(package_id, function_id, semantic_hash)`.
@@ -405,14 +407,11 @@ impl KeyBuilder {
         function_id: &str,
         semantic_hash: &SemanticHash,
     ) -> Result<CacheKey> {
-        self.build(
-            Tier::Function,
-            vec![
-                Component::str(package_id),
-                Component::str(function_id),
-                hash(semantic_hash),
-            ],
-        )
+        self.build(Tier::Function, |k| {
+            k.str(package_id)
+                .str(function_id)
+                .hash(semantic_hash.as_bytes());
+        })
     }
 
     /// The key of a generic instance: `(source_package_id, function_id,
@@ -431,21 +430,21 @@ impl KeyBuilder {
         body_semantic_hash: &SemanticHash,
         type_definition_hashes: &[SemanticHash],
     ) -> Result<CacheKey> {
-        self.build(
-            Tier::Instance,
-            vec![
-                Component::str(source_package_id),
-                Component::str(function_id),
-                Component::List(
-                    type_arguments
-                        .iter()
-                        .map(|t| Component::str(t.as_ref()))
-                        .collect(),
-                ),
-                hash(body_semantic_hash),
-                Component::List(type_definition_hashes.iter().map(hash).collect()),
-            ],
-        )
+        self.build(Tier::Instance, |k| {
+            k.str(source_package_id)
+                .str(function_id)
+                .list(|args| {
+                    for t in type_arguments {
+                        args.str(t.as_ref());
+                    }
+                })
+                .hash(body_semantic_hash.as_bytes())
+                .list(|defs| {
+                    for h in type_definition_hashes {
+                        defs.hash(h.as_bytes());
+                    }
+                });
+        })
     }
 
     /// The key of a comptime result: `(function_id, arguments_hash, body_semantic_hash)`.
@@ -458,14 +457,11 @@ impl KeyBuilder {
         arguments_hash: &SemanticHash,
         body_semantic_hash: &SemanticHash,
     ) -> Result<CacheKey> {
-        self.build(
-            Tier::Comptime,
-            vec![
-                Component::str(function_id),
-                hash(arguments_hash),
-                hash(body_semantic_hash),
-            ],
-        )
+        self.build(Tier::Comptime, |k| {
+            k.str(function_id)
+                .hash(arguments_hash.as_bytes())
+                .hash(body_semantic_hash.as_bytes());
+        })
     }
 }
 

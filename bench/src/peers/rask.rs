@@ -13,8 +13,8 @@ use std::time::Duration;
 use rask_store::gc::{self, GcPolicy};
 use rask_store::verify::{self, VerifyOptions};
 use rask_store::{
-    Component, Durability, Expect, Index, Key, Kind, Lookup, Namespace, ObjectBuf, ObjectId,
-    PackageName, Store, StoreOptions, Wait,
+    Component, Durability, Expect, Index, Key, KeyHash, Kind, Lookup, Namespace, ObjectBuf,
+    ObjectId, PackageName, Store, StoreOptions, Wait,
 };
 
 use super::{PeerSpec, store_dir};
@@ -87,8 +87,84 @@ pub fn collect_now(store: &Store, index: &Index) -> Res<gc::StoreGcReport> {
 }
 
 /// The composite key a compiler would build for a W1 key:
-/// `(package, function, [type args], body hash, [type-def hashes])`.
+/// `(package, function, [type args], body hash, [type-def hashes])`,
+/// written straight into its encoding with [`Key::build`] as the W1 bytes
+/// are read (no field is collected first, as a compiler holding the fields
+/// would not).
 pub fn w1_key(namespace: &Namespace, bytes: &[u8]) -> Res<Key> {
+    let mut r = W1Reader { rest: bytes };
+    let mut ok = r.take(1) == Some(&[1][..]);
+    let mut key = Key::build(namespace);
+    for _ in 0..2 {
+        match r.string() {
+            Some(s) => key.str(s),
+            None => return Err("not a W1 key".into()),
+        };
+    }
+    let n = r.count();
+    key.list(|args| {
+        for _ in 0..n.unwrap_or(0) {
+            match r.string() {
+                Some(s) => args.str(s),
+                None => {
+                    ok = false;
+                    return;
+                }
+            };
+        }
+    });
+    match r.hash() {
+        Some(h) => key.hash(h),
+        None => return Err("not a W1 key".into()),
+    };
+    let m = r.count();
+    key.list(|defs| {
+        for _ in 0..m.unwrap_or(0) {
+            match r.hash() {
+                Some(h) => defs.hash(h),
+                None => {
+                    ok = false;
+                    return;
+                }
+            };
+        }
+    });
+    if !ok || n.is_none() || m.is_none() || !r.rest.is_empty() {
+        return Err("not a W1 key".into());
+    }
+    Ok(key.finish()?)
+}
+
+/// Reads the fields of a W1 key in order (the format `key_fields` decodes).
+struct W1Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> W1Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = self.rest.split_at_checked(n)?;
+        self.rest = tail;
+        Some(head)
+    }
+
+    fn count(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    fn string(&mut self) -> Option<&'a str> {
+        let len = self.take(2)?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+
+    fn hash(&mut self) -> Option<&'a [u8; 32]> {
+        self.take(32)?.try_into().ok()
+    }
+}
+
+/// [`w1_key`] the way a caller without [`Key::build`] writes it: the
+/// component tree first, then [`Key::new`] (the same key).
+pub fn w1_key_from_components(namespace: &Namespace, bytes: &[u8]) -> Res<Key> {
     let f = key_fields(bytes).ok_or("not a W1 key")?;
     let components = vec![
         Component::str(f.package),
@@ -108,6 +184,9 @@ struct RaskKeyed {
     /// phases), reported when the handle is dropped.
     keys_built: u64,
     key_secs: f64,
+    /// The W1 keys of the first existence batch, kept to compare ways of
+    /// building keys on the same bytes when the handle is dropped.
+    sample: Vec<Vec<u8>>,
 }
 
 impl Drop for RaskKeyed {
@@ -121,7 +200,76 @@ impl Drop for RaskKeyed {
                 self.key_secs * 1e6 / self.keys_built as f64
             );
         }
+        if !self.sample.is_empty() {
+            compare_key_building(&self.namespace, &self.sample);
+        }
     }
+}
+
+/// Prints what building a key costs by each way on the same W1 key bytes,
+/// interleaved in rounds so load on the machine hits every way alike:
+/// [`w1_key`] ([`Key::build`]), [`w1_key_from_components`] ([`Key::new`]),
+/// the key hash alone (the floor either way pays), and `key_fields` alone
+/// (what the component tree is built from); then [`w1_key`] again with every
+/// key of the batch kept until the end, as an existence batch keeps them, and
+/// the drop of those keys.
+fn compare_key_building(namespace: &Namespace, sample: &[Vec<u8>]) {
+    const ROUNDS: usize = 20;
+    let Ok(keys) = sample
+        .iter()
+        .map(|k| w1_key(namespace, k))
+        .collect::<Res<Vec<Key>>>()
+    else {
+        return;
+    };
+    let mut secs = [0f64; 6];
+    for _ in 0..ROUNDS {
+        let start = std::time::Instant::now();
+        for k in sample {
+            std::hint::black_box(w1_key(namespace, std::hint::black_box(k)).ok());
+        }
+        secs[0] += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        for k in sample {
+            std::hint::black_box(w1_key_from_components(namespace, std::hint::black_box(k)).ok());
+        }
+        secs[1] += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        for k in &keys {
+            std::hint::black_box(KeyHash::of_encoding(std::hint::black_box(k.encoding())));
+        }
+        secs[2] += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        for k in sample {
+            std::hint::black_box(key_fields(std::hint::black_box(k)));
+        }
+        secs[3] += start.elapsed().as_secs_f64();
+        // As an existence batch does: every key of the batch kept, then dropped.
+        let start = std::time::Instant::now();
+        let kept: Vec<Key> = sample
+            .iter()
+            .filter_map(|k| w1_key(namespace, k).ok())
+            .collect();
+        secs[4] += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        drop(std::hint::black_box(kept));
+        secs[5] += start.elapsed().as_secs_f64();
+    }
+    let each = |s: f64| s * 1e6 / (ROUNDS * sample.len()) as f64;
+    let mean_len = keys.iter().map(|k| k.encoding().len()).sum::<usize>() / keys.len().max(1);
+    eprintln!(
+        "rask: one W1 key ({mean_len} bytes encoded, mean of {} keys × {ROUNDS}): Key::build \
+         {:.3} µs, component tree + Key::new {:.3} µs, the key hash alone {:.3} µs, key_fields alone (what the \
+         tree is built from) {:.3} µs; Key::build of the whole batch kept {:.3} µs, dropping \
+         them {:.3} µs",
+        sample.len(),
+        each(secs[0]),
+        each(secs[1]),
+        each(secs[2]),
+        each(secs[3]),
+        each(secs[4]),
+        each(secs[5])
+    );
 }
 
 fn create_keyed(dir: &Path) -> Res<Box<dyn Peer>> {
@@ -142,6 +290,7 @@ fn keyed(store: Store) -> Res<Box<dyn Peer>> {
         namespace: Namespace::new(NAMESPACE)?,
         keys_built: 0,
         key_secs: 0.0,
+        sample: Vec::new(),
     }))
 }
 
@@ -189,6 +338,9 @@ impl Peer for RaskKeyed {
     }
 
     fn exists_batch(&mut self, keys: &[&[u8]], found: &mut Vec<bool>) -> Res<()> {
+        if self.sample.is_empty() {
+            self.sample = keys.iter().map(|k| k.to_vec()).collect();
+        }
         let keys = self.keys(keys)?;
         let missing = self.index.find_missing(&keys)?;
         let start = found.len();
@@ -360,6 +512,28 @@ mod tests {
         assert!(peer.verify().unwrap());
         peer.close().unwrap();
         (before, disk_usage(&objects).unwrap().1)
+    }
+
+    #[test]
+    fn building_a_w1_key_matches_the_component_tree() {
+        let w = Workload::generate(200, 9);
+        let ns = Namespace::new(NAMESPACE).unwrap();
+        let mut lists = 0;
+        for i in 0..w.len() {
+            let built = w1_key(&ns, w.key(i)).unwrap();
+            let tree = w1_key_from_components(&ns, w.key(i)).unwrap();
+            assert_eq!(built.encoding(), tree.encoding());
+            assert_eq!(built.hash(), tree.hash());
+            assert_eq!(built.components(), tree.components());
+            // Bytes that are not a W1 key are refused by both.
+            let cut = &w.key(i)[..w.key(i).len() - 1];
+            assert!(w1_key(&ns, cut).is_err());
+            assert!(w1_key_from_components(&ns, cut).is_err());
+            if let Some(Component::List(args)) = tree.components().get(2) {
+                lists += usize::from(!args.is_empty());
+            }
+        }
+        assert!(lists > 0, "some W1 keys have type arguments");
     }
 
     #[test]
