@@ -1,6 +1,7 @@
 //! rask-store, twice: through its keyed index the way a compiler uses it
-//! ([`KEYED`], the row every ratio is against; gets go through
-//! `Index::get_into` with one buffer per batch), and through its object API
+//! ([`KEYED`], the row every ratio is against; puts go through
+//! `Index::put_many`, one batch of 1,000 at a time as redb and SQLite commit
+//! theirs; gets through `Index::get_into` with one buffer per batch), and through its object API
 //! with the key → id map in memory like the raw filesystem ([`OBJECTS`]; gets
 //! go through `Store::get_object_into` with one buffer per batch, as the raw
 //! filesystem peer reuses one).
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rask_store::gc::{self, GcPolicy};
+use rask_store::index::NamedParts;
 use rask_store::verify::{self, VerifyOptions};
 use rask_store::{
     Component, Durability, Expect, Index, Key, KeyHash, Kind, Lookup, Namespace, ObjectBuf,
@@ -314,11 +316,19 @@ impl RaskKeyed {
 
 impl Peer for RaskKeyed {
     fn put_batch(&mut self, batch: &[(&[u8], &[u8])]) -> Res<()> {
-        for (key, value) in batch {
-            let key = self.key(key)?;
-            self.index
-                .put(&self.store, &key, Kind::Instance, &[(PART, value)])?;
-        }
+        // A batch of 1,000 results published together, as redb and SQLite
+        // commit 1,000 puts per transaction: `Index::put_many`, one journal
+        // append for the batch.
+        let keys: Vec<&[u8]> = batch.iter().map(|(key, _)| *key).collect();
+        let keys = self.keys(&keys)?;
+        let parts: Vec<[(&str, &[u8]); 1]> =
+            batch.iter().map(|(_, value)| [(PART, *value)]).collect();
+        let entries: Vec<(&Key, NamedParts<'_>)> = keys
+            .iter()
+            .zip(&parts)
+            .map(|(key, parts)| (key, parts.as_slice()))
+            .collect();
+        self.index.put_many(&self.store, Kind::Instance, &entries)?;
         Ok(())
     }
 
