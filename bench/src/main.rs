@@ -102,8 +102,9 @@ pub struct RunArgs {
     /// block is dirty) when it allocates one (`recently_deleted` in
     /// fs/ext4/ialloc.c), so creating files right after a mass deletion (a
     /// previous run removing its stores, a test suite) runs many times
-    /// slower; the wait keeps that out of the first peer's puts. 0 skips it.
-    #[arg(long, default_value_t = 65)]
+    /// slower. The puts are interleaved, so this slows every peer alike;
+    /// waiting (65 s) keeps it out of the absolute figures.
+    #[arg(long, default_value_t = 0)]
     pub settle: u64,
 }
 
@@ -182,31 +183,26 @@ fn run(args: &RunArgs) -> Res<()> {
     // where creating a file costs more next to recently deleted inodes
     // (ext4 without a journal), one peer's deletes must not slow the next
     // peer's puts.
-    let mut rows = Vec::new();
     if args.settle > 0 {
         eprintln!(
             "waiting {} s for files deleted before this run to leave ext4's recently-deleted \
-             window (--settle 0 skips this)",
+             window",
             args.settle
         );
         std::thread::sleep(std::time::Duration::from_secs(args.settle));
     }
-    let mut creates = Vec::new();
-    for spec in &specs {
+    let mut rows: Vec<Row> = specs
+        .iter()
+        .map(|spec| Row::new(spec.id, spec.label, spec.durability))
+        .collect();
+    let mut peers = put_interleaved(&specs, &workload, temp.path(), &mut rows)?;
+    for ((spec, row), peer) in specs.iter().zip(&mut rows).zip(&mut peers) {
+        let Some(peer) = peer.take() else { continue };
         let dir = temp.path().join(spec.id);
-        std::fs::create_dir_all(&dir)?;
-        let rate = create_rate(&temp.path().join(format!("probe-{}", spec.id)))?;
-        eprintln!(
-            "{}: {rate:.0} file creations/s just before the put",
-            spec.id
-        );
-        creates.push(format!("{} {}/s", spec.id, report::group(rate)));
-        let mut row = Row::new(spec.id, spec.label, spec.durability);
-        if let Err(e) = run_peer(spec, &workload, &dir, args, &mut row, &mut run) {
+        if let Err(e) = run_peer(spec, peer, &workload, &dir, args, row, &mut run) {
             eprintln!("{}: {e}", spec.id);
             row.error = Some(e.to_string());
         }
-        rows.push(row);
     }
     for (spec, row) in specs.iter().zip(&mut rows) {
         if row.error.is_none()
@@ -221,14 +217,13 @@ fn run(args: &RunArgs) -> Res<()> {
         ));
     }
     run.rows.extend(rows);
-    run.notes.push(format!(
-        "File creations per second just before each peer's put ({PROBE_FILES} empty files, kept \
-         until the end; the first put waited {} s after any earlier deletion): {}. A figure far \
-         below the others means that peer's put ran while the filesystem was still skipping \
-         recently deleted inodes.",
-        args.settle,
-        creates.join(", ")
-    ));
+    run.notes.push(
+        "Puts are interleaved: batch i (1,000 values) of every peer runs before batch i + 1 of \
+         any, the first peer of each round rotating, and each peer's put is the sum of its \
+         batches' times, so every peer's put meets the same disk state (creating files on this \
+         disk slows down for minutes after mass deletions and as it fills)."
+            .into(),
+    );
     run.load = format!(
         "load average {load_start} at the start, {} at the end",
         loadavg()
@@ -241,19 +236,64 @@ fn run(args: &RunArgs) -> Res<()> {
     Ok(())
 }
 
-/// Empty files [`create_rate`] creates.
-const PROBE_FILES: usize = 500;
-
-/// Creates [`PROBE_FILES`] empty files in the new directory `dir` and
-/// returns how many it created per second: how fast this filesystem makes
-/// files right now. The files stay (deleting them would slow the next put).
-fn create_rate(dir: &Path) -> Res<f64> {
-    std::fs::create_dir_all(dir)?;
-    let start = Instant::now();
-    for i in 0..PROBE_FILES {
-        std::fs::File::create_new(dir.join(format!("f{i}")))?;
+/// Creates every peer and puts the whole workload into each, one batch of
+/// every peer after another (the first peer of each round rotating), timing
+/// each peer's batches. Returns the open peers; a peer that failed has
+/// `None` and its row the error.
+fn put_interleaved(
+    specs: &[&'static PeerSpec],
+    w: &Workload,
+    root: &Path,
+    rows: &mut [Row],
+) -> Res<Vec<Option<Box<dyn Peer>>>> {
+    let mut peers = Vec::with_capacity(specs.len());
+    for (spec, row) in specs.iter().zip(rows.iter_mut()) {
+        let dir = root.join(spec.id);
+        std::fs::create_dir_all(&dir)?;
+        match (spec.create)(&dir) {
+            Ok(peer) => peers.push(Some(peer)),
+            Err(e) => {
+                eprintln!("{}: create: {e}", spec.id);
+                row.error = Some(format!("create: {e}"));
+                peers.push(None);
+            }
+        }
     }
-    Ok(PROBE_FILES as f64 / start.elapsed().as_secs_f64())
+    let mut secs = vec![0.0f64; specs.len()];
+    let mut waited = vec![0.0f64; specs.len()];
+    let indices: Vec<usize> = (0..w.len()).collect();
+    let mut batch = Vec::with_capacity(BATCH);
+    for (round, chunk) in indices.chunks(BATCH).enumerate() {
+        batch.clear();
+        batch.extend(chunk.iter().map(|&i| (w.key(i), w.value(i))));
+        for k in 0..specs.len() {
+            let p = (round + k) % specs.len();
+            let Some(peer) = peers[p].as_mut() else {
+                continue;
+            };
+            let wait_before = runqueue_wait_secs();
+            let start = Instant::now();
+            let result = peer.put_batch(&batch);
+            secs[p] += start.elapsed().as_secs_f64();
+            waited[p] += runqueue_wait_secs() - wait_before;
+            if let Err(e) = result {
+                eprintln!("{}: put: {e}", specs[p].id);
+                rows[p].error = Some(format!("put: {e}"));
+                peers[p] = None;
+            }
+        }
+    }
+    for (p, row) in rows.iter_mut().enumerate() {
+        if peers[p].is_some() {
+            eprintln!(
+                "{}: put {:.2} s (waited for a CPU {:.2} s)",
+                specs[p].id, secs[p], waited[p]
+            );
+            row.put = Some(Rate::new(w.len(), w.value_bytes(), secs[p]));
+            row.account(secs[p], waited[p]);
+        }
+    }
+    Ok(peers)
 }
 
 /// Runs one phase; returns its result, its seconds and the seconds this
@@ -277,8 +317,10 @@ pub fn runqueue_wait_secs() -> f64 {
         .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
+/// Every phase after the put, for one peer whose store holds the workload.
 fn run_peer(
     spec: &PeerSpec,
+    mut peer: Box<dyn Peer>,
     w: &Workload,
     dir: &Path,
     args: &RunArgs,
@@ -286,12 +328,6 @@ fn run_peer(
     run: &mut Run,
 ) -> Res<()> {
     let n = w.len();
-    let mut peer = (spec.create)(dir)?;
-
-    let ((), secs, waited) = timed("put", spec.id, || put_all(peer.as_mut(), w))?;
-    row.put = Some(Rate::new(n, w.value_bytes(), secs));
-    row.account(secs, waited);
-
     let order = w.shuffled(SALT_GET);
     let ((), secs, waited) = timed("get", spec.id, || get_all(peer.as_mut(), w, &order))?;
     row.get = Some(Rate::new(n, w.value_bytes(), secs));
@@ -354,17 +390,6 @@ fn delete_half(spec: &PeerSpec, w: &Workload, dir: &Path, row: &mut Row) -> Res<
     let sample: Vec<usize> = kept.iter().copied().take(BATCH).collect();
     get_all(peer.as_mut(), w, &sample).map_err(|e| format!("after delete: {e}"))?;
     peer.close()?;
-    Ok(())
-}
-
-fn put_all(peer: &mut dyn Peer, w: &Workload) -> Res<()> {
-    let indices: Vec<usize> = (0..w.len()).collect();
-    let mut batch = Vec::with_capacity(BATCH);
-    for chunk in indices.chunks(BATCH) {
-        batch.clear();
-        batch.extend(chunk.iter().map(|&i| (w.key(i), w.value(i))));
-        peer.put_batch(&batch)?;
-    }
     Ok(())
 }
 
