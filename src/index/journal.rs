@@ -24,9 +24,9 @@
 //!
 //! # Reading
 //!
-//! Readers map the file (or, with [`Access::Read`], read it into memory;
-//! either way again, whole or the new tail, when it grew) and parse frames
-//! from the front. A
+//! Readers map the file (or, with [`Access::Read`], read it into memory)
+//! and, when it grows, hold its bytes in memory and read only the new tail;
+//! frames are parsed from the front. A
 //! frame that is cut off at the end of the file (torn by a crash, or still
 //! being written) stops the parse there; it is re-examined on the next
 //! refresh. A complete frame that fails its checksum is garbage: the reader
