@@ -141,13 +141,21 @@ mod sys {
 /// directory it has read an object from.
 #[derive(Debug)]
 pub struct FanoutDirs {
-    slots: Box<[RwLock<Option<Dir>>]>,
+    slots: Box<[Slot]>,
 }
+
+/// One directory's handle, alone on its cache lines: verify's workers walk
+/// neighbouring directories at once, and every open takes the slot's read
+/// lock (an atomic write), so slots sharing a line would bounce it between
+/// the cores on every object.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(RwLock<Option<Dir>>);
 
 impl Default for FanoutDirs {
     fn default() -> FanoutDirs {
         FanoutDirs {
-            slots: (0..=u8::MAX).map(|_| RwLock::new(None)).collect(),
+            slots: (0..=u8::MAX).map(|_| Slot::default()).collect(),
         }
     }
 }
@@ -162,7 +170,7 @@ impl FanoutDirs {
     /// # Errors
     /// What opening `path` reported.
     pub fn open_object(&self, byte: u8, name: &str, path: &Path) -> io::Result<File> {
-        let slot = &self.slots[usize::from(byte)];
+        let slot = &self.slots[usize::from(byte)].0;
         if let Ok(guard) = slot.read()
             && let Some(dir) = guard.as_ref()
         {
