@@ -803,8 +803,10 @@ fn check_transactions(
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        // The owner holds the record locked for as long as it lives.
-        if file.try_lock().is_ok() {
+        // The owner holds the record locked for as long as it lives, and
+        // removes it before letting go: a lock taken on a file the path no
+        // longer names is one whose owner just finished.
+        if file.try_lock().is_ok() && crate::lock::still_at(&file, &path).unwrap_or(false) {
             dead.push(path);
         }
     }
