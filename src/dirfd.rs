@@ -217,6 +217,12 @@ mod tests {
             let err = handle.open_file(bad).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
+        let not_a_dir = Dir::open(&dir.path().join("abc")).unwrap_err();
+        assert_eq!(not_a_dir.kind(), io::ErrorKind::NotADirectory);
+        assert_eq!(
+            Dir::open(&dir.path().join("none")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         let long = "x".repeat(300);
         let err = handle.open_file(&long).unwrap_err();
         assert_ne!(err.kind(), io::ErrorKind::InvalidInput);

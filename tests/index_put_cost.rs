@@ -19,6 +19,8 @@
 //!
 //! Each line gives µs per put and the index's share beyond `put_object`.
 
+mod common;
+
 use std::time::Instant;
 
 use rask_store::index::NamedParts;
@@ -44,17 +46,13 @@ fn keys(n: usize) -> Vec<Key> {
 #[test]
 #[ignore = "a measurement: run with --ignored --nocapture"]
 fn a_keyed_put_beyond_its_object_put() {
-    let n: usize = std::env::var("RASK_COST_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    let parent = std::env::var_os("RASK_COST_DIR").map_or_else(std::env::temp_dir, Into::into);
+    let n: usize = common::env_number("RASK_COST_N", 50_000);
     let keys = keys(n);
     let options = StoreOptions::with_durability(Durability::None);
     for round in 1..=3 {
         let per_put = |start: Instant| start.elapsed().as_secs_f64() * 1e6 / n as f64;
 
-        let dir = tempfile::tempdir_in(&parent).unwrap();
+        let dir = common::cost_dir();
         let store = Store::create(dir.path().join("store"), options).unwrap();
         store.put_object(Kind::Instance, &[], PAYLOAD).unwrap();
         let start = Instant::now();
@@ -75,7 +73,7 @@ fn a_keyed_put_beyond_its_object_put() {
         drop(index);
         drop(store);
 
-        let dir2 = tempfile::tempdir_in(&parent).unwrap();
+        let dir2 = common::cost_dir();
         let store = Store::create(dir2.path().join("store"), options).unwrap();
         let index = Index::open(&store).unwrap();
         let parts: [(&str, &[u8]); 1] = [("ast", PAYLOAD)];

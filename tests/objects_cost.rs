@@ -104,10 +104,7 @@ fn per_op(total: Duration, n: usize) -> f64 {
 #[ignore = "measurement: run by hand"]
 fn put_and_get_next_to_the_raw_filesystem() {
     let n: usize = common::env_number("RASK_COST_N", 20_000);
-    let dir = match std::env::var_os("RASK_COST_DIR") {
-        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    };
+    let dir = common::cost_dir();
     let values = values(n);
     let store = Store::create(
         dir.path().join("rask"),

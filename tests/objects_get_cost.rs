@@ -138,10 +138,7 @@ fn get_object_before(store: &Store, id: &ObjectId) -> Vec<u8> {
 #[ignore = "measurement: run by hand"]
 fn verified_get_next_to_the_raw_filesystem() {
     let n: usize = common::env_number("RASK_COST_N", 20_000);
-    let dir = match std::env::var_os("RASK_COST_DIR") {
-        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    };
+    let dir = common::cost_dir();
     let values = values(n);
     let total: usize = values.iter().map(Vec::len).sum();
     let store = Store::create(

@@ -121,3 +121,12 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A new temporary directory for a measurement run by hand: under
+/// `RASK_COST_DIR` when it is set, else the system temp dir.
+pub fn cost_dir() -> tempfile::TempDir {
+    match std::env::var_os("RASK_COST_DIR") {
+        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
