@@ -161,15 +161,20 @@ impl Default for FanoutDirs {
 }
 
 impl FanoutDirs {
-    /// Opens the object file `name` in the fanout directory `fanout`
-    /// (numbered `byte`) whose full path is `path`: through the directory's
-    /// handle when there is one, else — and on any miss, in case the handle
-    /// went stale — by `path`, opening the handle for next time when that
+    /// Opens the object file `name` in the fanout directory numbered
+    /// `byte`: through the directory's handle when there is one, else — and
+    /// on any miss, in case the handle went stale — by its full path, which
+    /// `path` makes only then, opening the handle for next time when that
     /// finds the file.
     ///
     /// # Errors
-    /// What opening `path` reported.
-    pub fn open_object(&self, byte: u8, name: &str, path: &Path) -> io::Result<File> {
+    /// What opening the full path reported.
+    pub fn open_object<P: AsRef<Path>>(
+        &self,
+        byte: u8,
+        name: &str,
+        path: impl FnOnce() -> P,
+    ) -> io::Result<File> {
         let slot = &self.slots[usize::from(byte)].0;
         if let Ok(guard) = slot.read()
             && let Some(dir) = guard.as_ref()
@@ -180,6 +185,8 @@ impl FanoutDirs {
                 Err(e) => return Err(e),
             }
         }
+        let path = path();
+        let path = path.as_ref();
         let file = File::open(path)?;
         // The file is there but the handle is missing or did not find it:
         // (re)open the handle. Failing to (too many open files) only means
@@ -237,7 +244,7 @@ mod tests {
         let dirs = FanoutDirs::default();
         let read = |name: &str| -> io::Result<String> {
             let mut text = String::new();
-            dirs.open_object(0xab, name, &fanout.join(name))?
+            dirs.open_object(0xab, name, || fanout.join(name))?
                 .read_to_string(&mut text)?;
             Ok(text)
         };

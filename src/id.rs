@@ -52,11 +52,56 @@ impl ObjectId {
                 ),
             ));
         }
-        let mut bytes = [0u8; ID_LEN];
-        hex::decode_to_slice(input, &mut bytes)
-            .map_err(|_| invalid(input, "contains a character that is not a hex digit"))?;
-        Ok(ObjectId(bytes))
+        let digits = input.as_bytes();
+        decode_hex(&digits[..2], &digits[2..], &HEX_EITHER_CASE)
+            .ok_or_else(|| invalid(input, "contains a character that is not a hex digit"))
     }
+
+    /// The id an object file is named by: `fanout` (2 digits) and `rest`
+    /// (62), lowercase only, as the store writes them. `None` for anything
+    /// else. Runs once per file when verify or gc lists a directory, so it
+    /// neither allocates nor goes through `str`.
+    pub(crate) fn from_object_name(fanout: &[u8], rest: &[u8]) -> Option<ObjectId> {
+        if fanout.len() != 2 || rest.len() != ID_HEX_LEN - 2 {
+            return None;
+        }
+        decode_hex(fanout, rest, &HEX_LOWER)
+    }
+}
+
+/// Digit values by byte; [`NOT_HEX`] for anything that is not a digit.
+type HexTable = [u8; 256];
+const NOT_HEX: u8 = 0xff;
+static HEX_LOWER: HexTable = hex_table(false);
+static HEX_EITHER_CASE: HexTable = hex_table(true);
+
+const fn hex_table(upper_too: bool) -> HexTable {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        if upper_too {
+            table[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        }
+        i += 1;
+    }
+    table
+}
+
+/// Decodes 64 hex digits given as `head` followed by `tail`.
+fn decode_hex(head: &[u8], tail: &[u8], table: &HexTable) -> Option<ObjectId> {
+    debug_assert_eq!(head.len() + tail.len(), ID_HEX_LEN);
+    let mut bytes = [0u8; ID_LEN];
+    let mut bad = 0u8;
+    let mut pairs = head.chunks_exact(2).chain(tail.chunks_exact(2));
+    for byte in &mut bytes {
+        let pair = pairs.next()?;
+        let (hi, lo) = (table[usize::from(pair[0])], table[usize::from(pair[1])]);
+        // Every valid digit is below 16: one test after the loop.
+        bad |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0f);
+    }
+    (bad < 16).then_some(ObjectId(bytes))
 }
 
 /// A [`Hasher`] for sets and maps keyed by digests (object ids, key
@@ -179,6 +224,45 @@ mod tests {
         assert_eq!(map.get(&ObjectId::from_bytes(probe)), Some(&999));
         probe[30..].copy_from_slice(&1000u16.to_le_bytes());
         assert!(!set.contains(&ObjectId::from_bytes(probe)));
+    }
+
+    /// Every byte value decodes back from its digits; any one character
+    /// that is not a digit, at any position, is refused.
+    #[test]
+    fn hex_decoding_takes_every_digit_and_refuses_everything_else() {
+        for start in 0..8u8 {
+            let bytes: [u8; ID_LEN] = std::array::from_fn(|i| (i as u8).wrapping_mul(8) + start);
+            let id = ObjectId::from_bytes(bytes);
+            let text = id.to_hex();
+            assert_eq!(ObjectId::from_hex(&text).unwrap(), id);
+            assert_eq!(ObjectId::from_hex(&text.to_uppercase()).unwrap(), id);
+            let digits = text.as_bytes();
+            assert_eq!(
+                ObjectId::from_object_name(&digits[..2], &digits[2..]),
+                Some(id)
+            );
+        }
+        let good = "0123456789abcdef".repeat(4);
+        for pos in 0..ID_HEX_LEN {
+            for bad in ["g", "G", " ", "/", ":", "@", "`", "\u{ff}"] {
+                let text = format!("{}{bad}{}", &good[..pos], &good[pos + 1..]);
+                if bad.len() == 1 {
+                    assert!(ObjectId::from_hex(&text).is_err(), "{text:?} was taken");
+                }
+                let digits = text.as_bytes();
+                assert_eq!(ObjectId::from_object_name(&digits[..2], &digits[2..]), None);
+            }
+        }
+        // Object files are named in lowercase only.
+        let upper = good.to_uppercase();
+        assert_eq!(
+            ObjectId::from_object_name(&upper.as_bytes()[..2], &upper.as_bytes()[2..]),
+            None
+        );
+        assert_eq!(
+            ObjectId::from_object_name(b"01", &good.as_bytes()[3..]),
+            None
+        );
     }
 
     #[test]

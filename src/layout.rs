@@ -120,6 +120,16 @@ impl Layout {
         path
     }
 
+    /// The name of the object file `id` inside its fanout directory (the
+    /// last 62 hex digits), on the stack: verify opens every object by it
+    /// and builds the full path only to report a problem.
+    pub(crate) fn object_file_name(id: &ObjectId) -> ObjectFileName {
+        let mut digits = [0u8; ID_HEX_LEN - 2];
+        // Cannot fail: the buffer is exactly twice the bytes' length.
+        let _ = hex::encode_to_slice(&id.as_bytes()[1..], &mut digits);
+        ObjectFileName(digits)
+    }
+
     /// The directory that holds temp files.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
@@ -194,16 +204,17 @@ impl Layout {
 
     /// The id an object file name under a fanout directory stands for, if it is one.
     pub fn id_from_object_name(fanout: &str, name: &str) -> Option<ObjectId> {
-        if fanout.len() != 2 || name.len() != ID_HEX_LEN - 2 {
-            return None;
-        }
-        let mut hex = String::with_capacity(ID_HEX_LEN);
-        hex.push_str(fanout);
-        hex.push_str(name);
-        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
-            return None;
-        }
-        ObjectId::from_hex(&hex).ok()
+        ObjectId::from_object_name(fanout.as_bytes(), name.as_bytes())
+    }
+}
+
+/// See [`Layout::object_file_name`].
+pub(crate) struct ObjectFileName([u8; ID_HEX_LEN - 2]);
+
+impl ObjectFileName {
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits are ASCII; the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or("")
     }
 }
 

@@ -519,14 +519,21 @@ pub fn check_file(
 /// reported from there).
 pub(crate) fn check_read_whole(
     id: &ObjectId,
-    path: &Path,
     bytes: &[u8],
-) -> Option<Result<(Header, Vec<ObjectId>)>> {
+) -> Option<std::result::Result<(Header, Vec<ObjectId>), String>> {
     let header = Header::decode(bytes).ok()?;
     if header.file_len() != Some(bytes.len() as u64) {
         return None;
     }
-    Some(check_body(id, path, header, bytes))
+    let start = header.payload_offset() as usize;
+    let links = decode_links(&bytes[HEADER_LEN..start]);
+    let digest = blake3::hash(&bytes[start..]);
+    Some(
+        match id_mismatch(id, header.kind, &links, header.payload_len, &digest) {
+            None => Ok((header, links)),
+            Some(reason) => Err(reason),
+        },
+    )
 }
 
 /// Hashes a whole object file's bytes, its header already checked against
@@ -591,15 +598,22 @@ pub(crate) fn check_id(
     payload_digest: &blake3::Hash,
     path: &Path,
 ) -> Result<()> {
-    let actual = object_id(kind, links, payload_len, payload_digest);
-    if actual != *id {
-        return Err(Error::corrupt(
-            format_args!("object {id}"),
-            path,
-            format!("content hashes to {actual}, not to the id it is stored under"),
-        ));
+    match id_mismatch(id, kind, links, payload_len, payload_digest) {
+        None => Ok(()),
+        Some(reason) => Err(Error::corrupt(format_args!("object {id}"), path, reason)),
     }
-    Ok(())
+}
+
+/// What is wrong when the parts of an object do not hash to `id`.
+fn id_mismatch(
+    id: &ObjectId,
+    kind: Kind,
+    links: &[ObjectId],
+    payload_len: u64,
+    payload_digest: &blake3::Hash,
+) -> Option<String> {
+    let actual = object_id(kind, links, payload_len, payload_digest);
+    (actual != *id).then(|| format!("content hashes to {actual}, not to the id it is stored under"))
 }
 
 /// Appends up to `len` bytes of `file` to `bytes`, into its spare capacity

@@ -436,8 +436,9 @@ impl Store {
         id: &ObjectId,
         scratch: &mut Vec<u8>,
     ) -> Result<(Header, Vec<ObjectId>)> {
-        let path = self.layout.object_path(id);
-        let mut file = self.open_object_file(id, &path)?;
+        // The path is made only for a problem or the careful check: this
+        // runs once per object of the store.
+        let mut file = self.open_object_by_name(id)?;
         if scratch.len() < CHECK_BUFFER {
             scratch.resize(CHECK_BUFFER, 0);
         }
@@ -445,14 +446,17 @@ impl Store {
             match file.read(scratch) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("read object", &path, e)),
+                Err(e) => return Err(Error::io("read object", self.object_path(id), e)),
             }
         };
         if got < scratch.len()
-            && let Some(checked) = object::check_read_whole(id, &path, &scratch[..got])
+            && let Some(checked) = object::check_read_whole(id, &scratch[..got])
         {
-            return checked;
+            return checked.map_err(|reason| {
+                Error::corrupt(format_args!("object {id}"), &self.object_path(id), reason)
+            });
         }
+        let path = self.layout.object_path(id);
         file.seek(SeekFrom::Start(0)).at("seek in", &path)?;
         let len = file.metadata().at("read metadata of", &path)?.len();
         if len > IN_MEMORY_LIMIT {
@@ -568,18 +572,32 @@ impl Store {
     }
 
     fn open_object_file(&self, id: &ObjectId, path: &Path) -> Result<File> {
-        let opened = match path.file_name().and_then(|name| name.to_str()) {
-            Some(name) => self.fanout_dirs.open_object(id.as_bytes()[0], name, path),
-            None => File::open(path),
-        };
-        match opened {
-            Ok(file) => Ok(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
-                id: *id,
-                path: path.to_path_buf(),
-            }),
-            Err(e) => Err(Error::io("open object", path, e)),
+        let name = Layout::object_file_name(id);
+        self.fanout_dirs
+            .open_object(id.as_bytes()[0], name.as_str(), || path)
+            .map_err(|e| open_error(id, path, e))
+    }
+
+    /// As [`Store::open_object_file`], making the object's full path only
+    /// when the open needs it (a miss) or fails.
+    fn open_object_by_name(&self, id: &ObjectId) -> Result<File> {
+        let name = Layout::object_file_name(id);
+        self.fanout_dirs
+            .open_object(id.as_bytes()[0], name.as_str(), || {
+                self.layout.object_path(id)
+            })
+            .map_err(|e| open_error(id, &self.layout.object_path(id), e))
+    }
+}
+
+fn open_error(id: &ObjectId, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::NotFound {
+            id: *id,
+            path: path.to_path_buf(),
         }
+    } else {
+        Error::io("open object", path, e)
     }
 }
 

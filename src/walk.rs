@@ -36,6 +36,7 @@ pub fn fanout_entries(layout: &Layout, byte: u8) -> Result<Vec<FanoutEntry>> {
         Err(e) => return Err(Error::io("list", &dir, e)),
     };
     let fanout = hex::encode([byte]);
+    let fanout = fanout.as_bytes();
     let mut out = Vec::new();
     for entry in entries {
         let entry = match entry {
@@ -44,9 +45,7 @@ pub fn fanout_entries(layout: &Layout, byte: u8) -> Result<Vec<FanoutEntry>> {
             Err(e) => return Err(Error::io("list", &dir, e)),
         };
         let name = entry.file_name();
-        let id = name
-            .to_str()
-            .and_then(|name| Layout::id_from_object_name(&fanout, name));
+        let id = ObjectId::from_object_name(fanout, name.as_encoded_bytes());
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         match id {
             Some(id) if is_file => out.push(FanoutEntry::Object(id)),
