@@ -13,10 +13,10 @@
 #
 #   --mode w1 (default)  workload W1 (default N = 100,000 keyed values,
 #       ~1.5 GiB) through every peer: rask (keyed index), rask-objects,
-#       rawfs, sqlite, redb, cacache, git (--peers picks). Put, get, fresh-
+#       rawfs, rawpack, sqlite, redb, cacache, git (--peers picks). Put, get, fresh-
 #       process get, exists, verify, delete half + reclaim, disk; ratios and
-#       targets (issue 7). Every store is kept until the end: ~11 GB free
-#       needed at the default N; about 5 minutes on 2 quiet cores.
+#       targets (issue 7). Every store is kept until the end: ~13 GB free
+#       needed at the default N; about 6 minutes on 2 quiet cores.
 #   --mode gc            verify and gc of N objects (try --n 100000 and
 #       --n 1000000; ~4 KB mean, ~3.8 GiB at 1M, ~10 GB free needed) against
 #       a one-thread read + BLAKE3 of the same files, `git fsck --full` and

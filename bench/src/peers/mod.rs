@@ -11,6 +11,7 @@ mod cacache_peer;
 pub mod git;
 pub mod rask;
 mod rawfs;
+mod rawpack;
 mod redb_peer;
 mod sqlite;
 
@@ -44,6 +45,7 @@ pub const ALL: &[PeerSpec] = &[
     rask::KEYED,
     rask::OBJECTS,
     rawfs::SPEC,
+    rawpack::SPEC,
     sqlite::SPEC,
     redb_peer::SPEC,
     cacache_peer::SPEC,
