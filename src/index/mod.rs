@@ -85,7 +85,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::key::{Key, KeyHash};
 use crate::layout::Layout;
-use crate::lock::WriterLock;
+use crate::lock::{WriterGuard, WriterLock};
 use crate::object::{Kind, ObjectBuf};
 use crate::publish::{self, Durability, SyncQueue};
 use crate::store::Store;
@@ -830,6 +830,9 @@ impl Index {
         kind: Kind,
         parts: &[(&str, &[u8])],
     ) -> Result<PutOutcome> {
+        // One shared writers lock for the object puts and the append (each
+        // would otherwise take and release it: four `flock`s fewer per put).
+        let writing = store.writing()?;
         let mut refs = Vec::with_capacity(parts.len());
         for (name, bytes) in parts {
             record::check_part_name(name).map_err(|reason| Error::InvalidEntry { reason })?;
@@ -840,7 +843,17 @@ impl Index {
                 size: bytes.len() as u64,
             });
         }
-        self.publish(key, refs)
+        let (outcome, len) = self.publish(key, refs, self.same_store(store).then_some(&writing))?;
+        // Compaction runs without the writers lock, as before: gc may run beside it.
+        drop(writing);
+        self.compact_if_grown(len);
+        Ok(outcome)
+    }
+
+    /// Whether `store` is the store this index belongs to, so that holding
+    /// its writers lock is holding this index's.
+    fn same_store(&self, store: &Store) -> bool {
+        store.layout().root() == self.layout.root()
     }
 
     /// Publishes an entry whose part objects are already in `store`.
@@ -859,7 +872,9 @@ impl Index {
                 });
             }
         }
-        self.publish(key, parts)
+        let (outcome, len) = self.publish(key, parts, None)?;
+        self.compact_if_grown(len);
+        Ok(outcome)
     }
 
     /// Publishes many entries whose part objects are already in `store`,
@@ -887,7 +902,9 @@ impl Index {
             }
         }
         let (keys, parts): (Vec<Key>, Vec<Vec<PartRef>>) = entries.into_iter().unzip();
-        self.publish_many(keys.iter().zip(parts))
+        let (outcomes, len) = self.publish_many(keys.iter().zip(parts), None)?;
+        self.compact_if_grown(len);
+        Ok(outcomes)
     }
 
     /// Stores the parts of many entries as objects of kind `kind`, then
@@ -923,8 +940,11 @@ impl Index {
             }
             published.push((*key, refs));
         }
+        let held = self.same_store(store).then_some(&writing);
+        let (outcomes, len) = self.publish_many(published.into_iter(), held)?;
         drop(writing);
-        self.publish_many(published.into_iter())
+        self.compact_if_grown(len);
+        Ok(outcomes)
     }
 
     /// Appends the records of `entries` (parts already stored) in as few
@@ -932,7 +952,8 @@ impl Index {
     fn publish_many<'k>(
         &self,
         entries: impl Iterator<Item = (&'k Key, Vec<PartRef>)>,
-    ) -> Result<Vec<PutOutcome>> {
+        held: Option<&WriterGuard<'_>>,
+    ) -> Result<(Vec<PutOutcome>, u64)> {
         let mut outcomes = Vec::new();
         let mut frames: Vec<Vec<u8>> = Vec::new();
         {
@@ -951,20 +972,26 @@ impl Index {
             }
         }
         let mut batch = Vec::new();
+        let mut len = 0;
         for frame in frames {
             if !batch.is_empty() && batch.len() + frame.len() > BATCH_WRITE_LIMIT {
-                self.append(&batch)?;
+                len = self.append(&batch, held)?;
                 batch.clear();
             }
             batch.extend_from_slice(&frame);
         }
         if !batch.is_empty() {
-            self.append(&batch)?;
+            len = self.append(&batch, held)?;
         }
-        Ok(outcomes)
+        Ok((outcomes, len))
     }
 
-    fn publish(&self, key: &Key, parts: Vec<PartRef>) -> Result<PutOutcome> {
+    fn publish(
+        &self,
+        key: &Key,
+        parts: Vec<PartRef>,
+        held: Option<&WriterGuard<'_>>,
+    ) -> Result<(PutOutcome, u64)> {
         let parts =
             record::normalize_parts(parts).map_err(|reason| Error::InvalidEntry { reason })?;
         let body = record::encode_put(&key.hash(), key.encoding(), &parts);
@@ -977,10 +1004,10 @@ impl Index {
             matches!(resolve(&state, key), Resolved::Hit(current) if current.id() == id)
         };
         if unchanged {
-            return Ok(PutOutcome::Unchanged(id));
+            return Ok((PutOutcome::Unchanged(id), 0));
         }
-        self.append(&record::frame(&body))?;
-        Ok(PutOutcome::Written(id))
+        let len = self.append(&record::frame(&body), held)?;
+        Ok((PutOutcome::Written(id), len))
     }
 
     /// Removes the entry for `key` (its part objects stay until gc).
@@ -992,22 +1019,29 @@ impl Index {
         if !self.lookup(key)?.is_hit() {
             return Ok(false);
         }
-        self.append(&record::frame(&record::encode_remove(
-            &key.hash(),
-            key.encoding(),
-        )))?;
+        let len = self.append(
+            &record::frame(&record::encode_remove(&key.hash(), key.encoding())),
+            None,
+        )?;
+        self.compact_if_grown(len);
         Ok(true)
     }
 
     /// Appends framed records to the current journal (see the rotation
-    /// protocol in the module docs), then compacts if the journal grew past
-    /// the threshold.
-    fn append(&self, framed: &[u8]) -> Result<()> {
+    /// protocol in the module docs) and returns the journal's length after
+    /// it, for [`Index::compact_if_grown`], which the caller runs once it no
+    /// longer holds the writers lock. `held` is the store's writers lock
+    /// when the caller already holds it (for this index's store); else the
+    /// append takes it.
+    fn append(&self, framed: &[u8], held: Option<&WriterGuard<'_>>) -> Result<u64> {
         {
             let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
             // gc's exclusive lock excludes appends as it excludes object
             // puts (docs/ARCHITECTURE.md, "the lock protocol").
-            let _writing = self.writer_lock.enter(&self.layout)?;
+            let _writing = match held {
+                Some(_) => None,
+                None => Some(self.writer_lock.enter(&self.layout)?),
+            };
             let mut attempts = 0;
             loop {
                 {
@@ -1071,12 +1105,16 @@ impl Index {
                 None => 0,
             }
         };
+        Ok(journal_len)
+    }
+
+    /// Compacts when an append took the journal past the threshold.
+    fn compact_if_grown(&self, journal_len: u64) {
         if self.options.auto_compact == AutoCompact::On
             && journal_len > self.options.compact_min_bytes
         {
             self.auto_compact(journal_len);
         }
-        Ok(())
     }
 
     /// Compacts after an append took the journal past the threshold. The
