@@ -106,7 +106,9 @@ fn decode_hex(head: &[u8], tail: &[u8], table: &HexTable) -> Option<ObjectId> {
 
 /// A [`Hasher`] for sets and maps keyed by digests (object ids, key
 /// hashes), which are already uniformly distributed: the first eight bytes
-/// written are the hash, with no keyed mixing. Verify and gc hold every id
+/// written, spread by one multiply so that every bit of them reaches the
+/// low bits the table indexes by (ids of one fanout directory share their
+/// first byte), with no keyed mixing. Verify and gc hold every id
 /// of a store in such sets, where SipHash over 32 bytes cost more than the
 /// lookups themselves. Only for digests: an attacker who can name files in
 /// a store could make ids collide in it, but one who can write the store can
@@ -124,7 +126,9 @@ impl Hasher for DigestHasher {
         let mut word = [0u8; 8];
         let n = bytes.len().min(8);
         word[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        let x = u128::from(self.0.rotate_left(29) ^ u64::from_le_bytes(word))
+            * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (x as u64) ^ ((x >> 64) as u64);
     }
 }
 

@@ -260,7 +260,8 @@ struct Counts {
 #[derive(Default)]
 struct WorkerResult {
     links: Vec<(ObjectId, ObjectId)>,
-    present: Vec<ObjectId>,
+    /// The intact objects of each fanout directory this worker walked.
+    present: Vec<(u8, IdSet)>,
     problems: Vec<(Problem, Option<ObjectId>)>,
 }
 
@@ -296,9 +297,27 @@ enum Action {
     Pin,
 }
 
+/// The intact objects the walk found, one set per fanout directory as the
+/// workers built them: no merge into one set after the walk.
+struct Present(Vec<IdSet>);
+
+impl Present {
+    fn new(dirs: impl IntoIterator<Item = (u8, IdSet)>) -> Present {
+        let mut sets: Vec<IdSet> = (0..=u8::MAX).map(|_| IdSet::default()).collect();
+        for (dir, set) in dirs {
+            sets[usize::from(dir)] = set;
+        }
+        Present(sets)
+    }
+
+    fn contains(&self, id: &ObjectId) -> bool {
+        self.0[usize::from(id.as_bytes()[0])].contains(id)
+    }
+}
+
 /// The link graph and the object results of the walk.
 struct Graph {
-    present: IdSet,
+    present: Present,
     /// Objects the walk found corrupt or unreadable.
     bad: IdSet,
     /// Every id whose closure is incomplete, with a missing or damaged
@@ -324,7 +343,7 @@ enum Reach {
 impl Graph {
     fn build(
         store: &Store,
-        present: IdSet,
+        present: Present,
         bad: IdSet,
         links: &[(ObjectId, ObjectId)],
     ) -> Result<Graph> {
@@ -481,9 +500,19 @@ pub fn verify(
                         // per directory: two cores bumping one counter per
                         // object would bounce its cache line between them.
                         let mut counts = Counts::default();
+                        let mut present =
+                            IdSet::with_capacity_and_hasher(entries.len(), Default::default());
                         for entry in entries {
-                            check_entry(store, entry, &mut out, &mut scratch, &mut counts);
+                            check_entry(
+                                store,
+                                entry,
+                                &mut out,
+                                &mut present,
+                                &mut scratch,
+                                &mut counts,
+                            );
                         }
+                        out.present.push((dir as u8, present));
                         objects.fetch_add(counts.objects, Ordering::Relaxed);
                         bytes.fetch_add(counts.bytes, Ordering::Relaxed);
                         let done = dirs_done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -512,12 +541,11 @@ pub fn verify(
     report.objects = objects.into_inner();
     report.bytes = bytes.into_inner();
 
-    let total = results.iter().map(|r| r.present.len()).sum();
-    let mut present = IdSet::with_capacity_and_hasher(total, Default::default());
+    let mut dirs = Vec::new();
     let mut bad = IdSet::default();
     let mut links: Vec<(ObjectId, ObjectId)> = Vec::new();
     for result in results {
-        present.extend(result.present);
+        dirs.extend(result.present);
         links.extend(result.links);
         for (p, id) in result.problems {
             if let Some(id) = id {
@@ -530,7 +558,7 @@ pub fn verify(
     // for the shared lock means no sweep is half done while links are
     // re-checked.
     let calm = SharedGuard::acquire(layout, Wait::Block)?;
-    let graph = Graph::build(store, present, bad, &links)?;
+    let graph = Graph::build(store, Present::new(dirs), bad, &links)?;
     for &(from, to) in &links {
         // gc removing unreachable objects may take the target first and
         // the linking object an instant later: report only what remains.
@@ -1331,6 +1359,7 @@ fn check_entry(
     store: &Store,
     entry: FanoutEntry,
     out: &mut WorkerResult,
+    present: &mut IdSet,
     scratch: &mut Vec<u8>,
     counts: &mut Counts,
 ) {
@@ -1349,7 +1378,7 @@ fn check_entry(
             // The file's size: the header was checked against it.
             counts.bytes += header.file_len().unwrap_or(0);
             out.links.extend(links.iter().map(|&to| (id, to)));
-            out.present.push(id);
+            present.insert(id);
         }
         // Removed since the directory was listed (gc): nothing to check.
         Err(Error::NotFound { .. }) => {}

@@ -6,12 +6,13 @@
 //! what they remove. Damaged records are skipped here (verify reports them
 //! through [`Index::check`]).
 
-use super::{Entry, EntryRef, Index, record};
+use super::record::{self, RecordView};
+use super::{Entry, EntryRef, Index};
 use crate::error::Result;
 use crate::key::KeyHash;
 
-/// One sorted source of records: a segment, or the journal's latest.
-type Run<'a> = Box<dyn Iterator<Item = (KeyHash, &'a [u8])> + 'a>;
+/// One sorted source of decoded records: a segment, or the journal's latest.
+type Run<'a> = Box<dyn Iterator<Item = (KeyHash, RecordView<'a>)> + 'a>;
 
 impl Index {
     /// Every live entry, in key-hash order.
@@ -54,33 +55,30 @@ impl Index {
             runs.push(Box::new(seg.iter().filter_map(|entry| {
                 let (hash, body) = entry.ok()?;
                 let view = record::view(body).ok()?;
-                (view.key_hash == hash).then_some((hash, body))
+                (view.key_hash == hash).then_some((hash, view))
             })));
         }
         if let Some(journal) = &state.journal {
-            let mut latest: Vec<(KeyHash, &[u8])> = journal
+            let mut latest: Vec<(KeyHash, RecordView<'_>)> = journal
                 .latest()
-                .filter(|(_, body)| record::view(body).is_ok())
+                .filter_map(|(hash, body)| Some((hash, record::view(body).ok()?)))
                 .collect();
             latest.sort_unstable_by_key(|(hash, _)| *hash);
             runs.push(Box::new(latest.into_iter()));
         }
-        let mut heads: Vec<Option<(KeyHash, &[u8])>> =
+        // Each record is decoded once, above; the merge moves the views.
+        let mut heads: Vec<Option<(KeyHash, RecordView<'_>)>> =
             runs.iter_mut().map(Iterator::next).collect();
         while let Some(hash) = heads.iter().flatten().map(|(h, _)| *h).min() {
             // The newest run holding this key decides; every run moves past it.
-            let mut newest: Option<&[u8]> = None;
+            let mut newest: Option<RecordView<'_>> = None;
             for (head, run) in heads.iter_mut().zip(runs.iter_mut()) {
-                while let Some((h, body)) = *head {
-                    if h != hash {
-                        break;
-                    }
-                    newest = Some(body);
-                    *head = run.next();
+                while head.as_ref().is_some_and(|(h, _)| *h == hash) {
+                    let next = run.next();
+                    newest = std::mem::replace(head, next).map(|(_, view)| view);
                 }
             }
-            if let Some(body) = newest
-                && let Ok(view) = record::view(body)
+            if let Some(view) = newest
                 && let Some(entry) = EntryRef::from_view(&view)
             {
                 f(entry)?;

@@ -1643,27 +1643,36 @@ impl Index {
     /// # Errors
     /// [`Error::Io`].
     pub fn check(&self) -> Result<Vec<IndexProblem>> {
-        let stats = self.stats()?;
-        let mut problems = stats.problems;
-        let journal = stats.journal_path;
-        if let Some((offset, len)) = stats.torn_tail {
-            problems.push(IndexProblem {
-                path: journal.clone(),
-                message: format!(
-                    "{len} bytes at offset {offset} are not a complete record (torn append)"
-                ),
-            });
-        }
-        for s in stats.skipped {
-            problems.push(IndexProblem {
-                path: journal.clone(),
-                message: format!(
-                    "{} bytes at offset {} skipped: {}",
-                    s.len, s.offset, s.reason
-                ),
-            });
-        }
+        self.refresh()?;
         let state = self.read_state();
+        // What `stats` reports about the files, without its entry count:
+        // counting across several segments costs more than this whole check.
+        let mut problems = state.problems.clone();
+        if let Some(j) = &state.journal {
+            if let Some(p) = j.header_problem() {
+                problems.push(IndexProblem {
+                    path: j.path().to_path_buf(),
+                    message: p.to_string(),
+                });
+            }
+            if let Some((offset, len)) = j.unparsed_tail() {
+                problems.push(IndexProblem {
+                    path: j.path().to_path_buf(),
+                    message: format!(
+                        "{len} bytes at offset {offset} are not a complete record (torn append)"
+                    ),
+                });
+            }
+            for s in j.skipped() {
+                problems.push(IndexProblem {
+                    path: j.path().to_path_buf(),
+                    message: format!(
+                        "{} bytes at offset {} skipped: {}",
+                        s.len, s.offset, s.reason
+                    ),
+                });
+            }
+        }
         for seg in &state.segments {
             for message in seg.check() {
                 problems.push(IndexProblem {
