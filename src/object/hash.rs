@@ -100,8 +100,13 @@ fn shared_hash(worker: &Worker, bytes: &Arc<Vec<u8>>, range: Range<usize>) -> Op
     job.hash_claimed_pieces();
     worker.withdraw();
     // Pieces the worker claimed and has not finished yet (it may have been
-    // descheduled mid-piece) are hashed here too rather than waited for.
-    let cvs = (0..pieces).map(|i| *job.cvs[i].get_or_init(|| job.piece_cv(i)));
+    // descheduled mid-piece) are hashed here too rather than waited for:
+    // `get`, never `get_or_init`, which would block until the worker's
+    // piece is done.
+    let cvs = (0..pieces).map(|i| match job.cvs[i].get() {
+        Some(cv) => *cv,
+        None => job.piece_cv(i),
+    });
     Some(merge_pieces(cvs))
 }
 
@@ -207,7 +212,9 @@ impl Job {
             let Some(slot) = self.cvs.get(i) else {
                 return;
             };
-            slot.get_or_init(|| self.piece_cv(i));
+            // `set`, which never waits: the caller may be hashing the same
+            // piece (see `shared_hash`); both get the same value.
+            let _ = slot.set(self.piece_cv(i));
         }
     }
 }
