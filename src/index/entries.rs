@@ -7,7 +7,7 @@
 //! through [`Index::check`]).
 
 use super::record::{self, RecordView};
-use super::{Entry, EntryRef, Index};
+use super::{Entry, EntryRef, Index, State};
 use crate::error::Result;
 use crate::key::KeyHash;
 
@@ -46,44 +46,53 @@ impl Index {
     /// # Errors
     /// [`crate::Error::Io`] when the journal cannot be re-read; the first
     /// error `f` returns, which stops the walk.
-    pub fn for_each_entry(&self, mut f: impl FnMut(EntryRef<'_>) -> Result<()>) -> Result<()> {
+    pub fn for_each_entry(&self, f: impl FnMut(EntryRef<'_>) -> Result<()>) -> Result<()> {
         self.refresh()?;
         let state = self.read_state();
-        // Oldest first; a later run overrides an earlier one.
-        let mut runs: Vec<Run<'_>> = Vec::new();
-        for seg in &state.segments {
-            runs.push(Box::new(seg.iter().filter_map(|entry| {
-                let (hash, body) = entry.ok()?;
-                let view = record::view(body).ok()?;
-                (view.key_hash == hash).then_some((hash, view))
-            })));
-        }
-        if let Some(journal) = &state.journal {
-            let mut latest: Vec<(KeyHash, RecordView<'_>)> = journal
-                .latest()
-                .filter_map(|(hash, body)| Some((hash, record::view(body).ok()?)))
-                .collect();
-            latest.sort_unstable_by_key(|(hash, _)| *hash);
-            runs.push(Box::new(latest.into_iter()));
-        }
-        // Each record is decoded once, above; the merge moves the views.
-        let mut heads: Vec<Option<(KeyHash, RecordView<'_>)>> =
-            runs.iter_mut().map(Iterator::next).collect();
-        while let Some(hash) = heads.iter().flatten().map(|(h, _)| *h).min() {
-            // The newest run holding this key decides; every run moves past it.
-            let mut newest: Option<RecordView<'_>> = None;
-            for (head, run) in heads.iter_mut().zip(runs.iter_mut()) {
-                while head.as_ref().is_some_and(|(h, _)| *h == hash) {
-                    let next = run.next();
-                    newest = std::mem::replace(head, next).map(|(_, view)| view);
-                }
-            }
-            if let Some(view) = newest
-                && let Some(entry) = EntryRef::from_view(&view)
-            {
-                f(entry)?;
-            }
-        }
-        Ok(())
+        merge_live(&state, f)
     }
+}
+
+/// The merge behind [`Index::for_each_entry`], over a state the caller
+/// already holds (a second read lock on it could wait behind a writer).
+pub(super) fn merge_live<'s>(
+    state: &'s State,
+    mut f: impl FnMut(EntryRef<'s>) -> Result<()>,
+) -> Result<()> {
+    // Oldest first; a later run overrides an earlier one.
+    let mut runs: Vec<Run<'_>> = Vec::new();
+    for seg in &state.segments {
+        runs.push(Box::new(seg.iter().filter_map(|entry| {
+            let (hash, body) = entry.ok()?;
+            let view = record::view(body).ok()?;
+            (view.key_hash == hash).then_some((hash, view))
+        })));
+    }
+    if let Some(journal) = &state.journal {
+        let mut latest: Vec<(KeyHash, RecordView<'_>)> = journal
+            .latest()
+            .filter_map(|(hash, body)| Some((hash, record::view(body).ok()?)))
+            .collect();
+        latest.sort_unstable_by_key(|(hash, _)| *hash);
+        runs.push(Box::new(latest.into_iter()));
+    }
+    // Each record is decoded once, above; the merge moves the views.
+    let mut heads: Vec<Option<(KeyHash, RecordView<'_>)>> =
+        runs.iter_mut().map(Iterator::next).collect();
+    while let Some(hash) = heads.iter().flatten().map(|(h, _)| *h).min() {
+        // The newest run holding this key decides; every run moves past it.
+        let mut newest: Option<RecordView<'_>> = None;
+        for (head, run) in heads.iter_mut().zip(runs.iter_mut()) {
+            while head.as_ref().is_some_and(|(h, _)| *h == hash) {
+                let next = run.next();
+                newest = std::mem::replace(head, next).map(|(_, view)| view);
+            }
+        }
+        if let Some(view) = newest
+            && let Some(entry) = EntryRef::from_view(&view)
+        {
+            f(entry)?;
+        }
+    }
+    Ok(())
 }

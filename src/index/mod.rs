@@ -1534,39 +1534,35 @@ impl Index {
     pub fn stats(&self) -> Result<IndexStats> {
         self.refresh()?;
         let state = self.read_state();
-        let mut entries: u64 = 0;
-        if let Some(j) = &state.journal {
-            for (_, body) in j.latest() {
-                if record::view(body).ok().and_then(|v| v.parts).is_some() {
-                    entries += 1;
+        // A lone segment with nothing missing beside it is a full merge: no
+        // removes. Its entries count, less those the journal overrides, plus
+        // the journal's puts: O(journal), no segment walk.
+        let entries = if let ([only], true) = (&state.segments[..], state.problems.is_empty()) {
+            let mut entries: u64 = 0;
+            if let Some(j) = &state.journal {
+                for (_, body) in j.latest() {
+                    if record::view(body).ok().and_then(|v| v.parts).is_some() {
+                        entries += 1;
+                    }
                 }
             }
-        }
-        let in_journal = |hash: &KeyHash| state.journal.as_ref().is_some_and(|j| j.contains(hash));
-        // A lone segment with nothing missing beside it is a full merge: no
-        // removes. Its entries count, less those the journal overrides:
-        // O(journal), no segment walk.
-        if let ([only], true) = (&state.segments[..], state.problems.is_empty()) {
             let overridden = state.journal.as_ref().map_or(0, |j| {
                 j.latest()
                     .filter(|(h, _)| !matches!(only.find(h), Ok(None)))
                     .count()
             });
-            entries += only.len().saturating_sub(overridden) as u64;
+            entries + only.len().saturating_sub(overridden) as u64
         } else {
-            // Newest first; a delta segment may hold removes that shadow the base.
-            let mut seen = std::collections::HashSet::new();
-            for seg in state.segments.iter().rev() {
-                for (hash, body) in seg.iter().flatten() {
-                    if !in_journal(&hash) && seen.insert(hash) {
-                        let put = record::view(body).is_ok_and(|v| v.parts.is_some());
-                        if put {
-                            entries += 1;
-                        }
-                    }
-                }
-            }
-        }
+            // Several segments (a delta may hold removes that shadow the
+            // base): the sorted merge `for_each_entry` walks, with no table
+            // of every key (a set of them cost ~290 ms at 1,000,000).
+            let mut entries = 0u64;
+            entries::merge_live(&state, |_| {
+                entries += 1;
+                Ok(())
+            })?;
+            entries
+        };
         let mut problems = state.problems.clone();
         let (journal_path, journal_bytes, journal_records, torn_tail, skipped) =
             match &state.journal {
