@@ -288,6 +288,28 @@ impl Journal {
     /// # Errors
     /// [`Error::Io`] when the file cannot be read.
     pub fn refresh(&mut self) -> Result<()> {
+        self.refresh_knowing(&[])
+    }
+
+    /// As [`Journal::refresh`], right after this handle appended `own` to
+    /// a journal its view held `before` bytes of. When the view still ends
+    /// at `before` and the file ends at `before + own.len()`, nothing else
+    /// was appended after `before` (ours is in there), so the new tail is
+    /// `own` and is taken from memory instead of read back: one `pread`
+    /// fewer per keyed put. Otherwise (another process appended, or another
+    /// thread's refresh already took our record) the tail is read.
+    ///
+    /// # Errors
+    /// As [`Journal::refresh`].
+    pub fn refresh_after_append(&mut self, before: u64, own: &[u8]) -> Result<()> {
+        if self.len() == before {
+            self.refresh_knowing(own)
+        } else {
+            self.refresh_knowing(&[])
+        }
+    }
+
+    fn refresh_knowing(&mut self, own: &[u8]) -> Result<()> {
         let len = self
             .file
             .metadata()
@@ -310,7 +332,12 @@ impl Journal {
                     Buf::Mapped(map) => map.to_vec(),
                     Buf::Owned(bytes) => bytes,
                 };
-                let read = read_into(&self.file, &self.path, &mut owned, len);
+                let read = if !own.is_empty() && owned.len() + own.len() == len {
+                    owned.extend_from_slice(own);
+                    Ok(())
+                } else {
+                    read_into(&self.file, &self.path, &mut owned, len)
+                };
                 self.bytes = Buf::Owned(owned);
                 read?;
             }

@@ -1034,6 +1034,9 @@ impl Index {
     /// when the caller already holds it (for this index's store); else the
     /// append takes it.
     fn append(&self, framed: &[u8], held: Option<&WriterGuard<'_>>) -> Result<u64> {
+        // Which journal the append went to, and how much of it this view
+        // held when it was made.
+        let mut before = None;
         {
             let _serial = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
             // gc's exclusive lock excludes appends as it excludes object
@@ -1064,7 +1067,10 @@ impl Index {
                                 .map(|m| m.is_some_and(|m| m.generation == generation)),
                         };
                         let appended = match current {
-                            Ok(true) => journal.append(framed).map(|()| true),
+                            Ok(true) => {
+                                before = Some((journal.generation(), journal.len()));
+                                journal.append(framed).map(|()| true)
+                            }
                             Ok(false) => Ok(false),
                             Err(e) => Err(e),
                         };
@@ -1094,12 +1100,18 @@ impl Index {
                 self.refresh()?;
             }
         };
-        // Read our own write back (and whatever others appended before it).
+        // Pick up our own write (and whatever others appended before it).
         let journal_len = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             match state.journal.as_mut() {
                 Some(journal) => {
-                    journal.refresh()?;
+                    match before {
+                        // Not rotated since: the same file.
+                        Some((generation, before)) if generation == journal.generation() => {
+                            journal.refresh_after_append(before, framed)?
+                        }
+                        _ => journal.refresh()?,
+                    }
                     journal.len()
                 }
                 None => 0,
