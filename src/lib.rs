@@ -48,6 +48,7 @@ pub mod layout;
 pub mod lock;
 pub mod name;
 pub mod object;
+pub mod pack;
 pub mod publish;
 pub mod refs;
 pub mod simulate;
