@@ -13,7 +13,7 @@
 #
 #   --mode w1 (default)  workload W1 (default N = 100,000 keyed values,
 #       ~1.5 GiB) through every peer: rask (keyed index), rask-objects,
-#       rawfs, rawpack, sqlite, redb, cacache, git (--peers picks). Put, get, fresh-
+#       rawfs, rawpack, rask-pack, sqlite, redb, cacache, git (--peers picks). Put, get, fresh-
 #       process get, exists, verify, delete half + reclaim, disk; ratios and
 #       targets (issue 7). Every store is kept until the end: ~13 GB free
 #       needed at the default N; about 6 minutes on 2 quiet cores.

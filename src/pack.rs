@@ -45,7 +45,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_LEN, ObjectId};
 use crate::index::record::xxh64;
-use crate::object::{self, Kind, Object};
+use crate::object::{self, Kind, Object, ObjectBuf, ObjectRef};
 
 /// The data file's magic number.
 pub const DATA_MAGIC: [u8; 4] = *b"RSPK";
@@ -207,10 +207,29 @@ impl PackWriter {
     /// [`Error::Io`] when a write fails; the object is then absent (a record
     /// is written only after the bytes it names).
     pub fn append(&mut self, kind: Kind, links: &[ObjectId], payload: &[u8]) -> Result<PackRecord> {
+        let id = object::compute_id(kind, links, payload);
+        self.append_with_id(id, kind, links, payload)
+    }
+
+    /// As [`PackWriter::append`], for a caller that has already computed
+    /// the object's id (`object::compute_id(kind, links, payload)`) to
+    /// decide whether to write it at all. A wrong `id` cannot hand out
+    /// wrong bytes: every read re-hashes, so such an object reads as
+    /// [`Error::Corrupt`].
+    ///
+    /// # Errors
+    /// As [`PackWriter::append`].
+    pub fn append_with_id(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        links: &[ObjectId],
+        payload: &[u8],
+    ) -> Result<PackRecord> {
         let prefix = object::encode_prefix(kind, links, payload.len() as u64);
         let len = (prefix.len() + payload.len()) as u64;
         let record = PackRecord {
-            id: object::compute_id(kind, links, payload),
+            id,
             offset: self.data_len,
             len,
             written_unix_nanos: SystemTime::now()
@@ -343,7 +362,35 @@ impl Pack {
     /// record points past the end of the data file) or do not hash to the
     /// record's id; [`Error::Io`] when reading fails.
     pub fn read(&self, record: &PackRecord) -> Result<Object> {
-        let what = format_args!("object {}", record.id);
+        self.check_bounds(record)?;
+        let mut at = ReadAt {
+            file: &self.file,
+            pos: record.offset,
+        };
+        Object::read(record.id, &self.path, &mut at, record.len)
+    }
+
+    /// As [`Pack::read`], into a buffer reused from one read to the next
+    /// (as [`crate::Store::get_object_into`]); the result borrows from it.
+    ///
+    /// # Errors
+    /// As [`Pack::read`].
+    pub fn read_into<'b>(
+        &self,
+        record: &PackRecord,
+        buf: &'b mut ObjectBuf,
+    ) -> Result<ObjectRef<'b>> {
+        self.check_bounds(record)?;
+        let mut at = ReadAt {
+            file: &self.file,
+            pos: record.offset,
+        };
+        buf.read(record.id, &self.path, &mut at, record.len)
+    }
+
+    /// Checks that the record's bytes lie inside the data file, after its
+    /// header.
+    fn check_bounds(&self, record: &PackRecord) -> Result<()> {
         let end = record.offset.checked_add(record.len);
         let file_len = self
             .file
@@ -352,7 +399,7 @@ impl Pack {
             .len();
         if record.offset < HEADER_LEN as u64 || end.is_none_or(|end| end > file_len) {
             return Err(Error::corrupt(
-                what,
+                format_args!("object {}", record.id),
                 &self.path,
                 format!(
                     "its pack index places it at bytes {}..{}, outside the pack's {} bytes of \
@@ -363,11 +410,7 @@ impl Pack {
                 ),
             ));
         }
-        let mut at = ReadAt {
-            file: &self.file,
-            pos: record.offset,
-        };
-        Object::read(record.id, &self.path, &mut at, record.len)
+        Ok(())
     }
 }
 

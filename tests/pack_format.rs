@@ -260,3 +260,29 @@ fn the_files_have_the_documented_bytes() {
     }
     assert_eq!(pack::RECORD_SEED, 0x7273_7069_6e64_6578);
 }
+
+#[test]
+fn a_reused_buffer_reads_the_same_bytes_and_a_wrong_id_reads_as_corrupt() {
+    let f = files();
+    let mut w = PackWriter::create(&f.data, &f.index).unwrap();
+    let good = w.append(Kind::Blob, &[], b"right bytes").unwrap();
+    // The caller's id is not the bytes': the object can never be read as
+    // anything, let alone as the object that id names.
+    let named = compute_id(Kind::Blob, &[], b"other bytes");
+    let wrong = w
+        .append_with_id(named, Kind::Blob, &[], b"right bytes")
+        .unwrap();
+    let pack = Pack::open(&f.data).unwrap();
+    let mut buf = rask_store::ObjectBuf::new();
+    assert_eq!(
+        pack.read_into(&good, &mut buf).unwrap().payload(),
+        b"right bytes"
+    );
+    let err = pack.read_into(&wrong, &mut buf).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(matches!(pack.read(&wrong), Err(Error::Corrupt { .. })));
+    assert_eq!(
+        pack.read_into(&good, &mut buf).unwrap().payload(),
+        b"right bytes"
+    );
+}

@@ -86,12 +86,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Peers to run, comma-separated (rask = keyed index, rask-objects,
-    /// rawfs, rawpack, sqlite, redb, cacache, git). gc mode runs rask-store and, if
+    /// rawfs, rawpack, rask-pack, sqlite, redb, cacache, git). gc mode runs rask-store and, if
     /// listed, git; index mode rask-store and, if listed, cacache.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "rask,rask-objects,rawfs,rawpack,sqlite,redb,cacache,git"
+        default_value = "rask,rask-objects,rawfs,rawpack,rask-pack,sqlite,redb,cacache,git"
     )]
     pub peers: Vec<String>,
     /// Directory in which the temp dir holding the stores is made.

@@ -10,6 +10,7 @@ use crate::peer::{Peer, Res};
 mod cacache_peer;
 pub mod git;
 pub mod rask;
+mod raskpack;
 mod rawfs;
 mod rawpack;
 mod redb_peer;
@@ -46,6 +47,7 @@ pub const ALL: &[PeerSpec] = &[
     rask::OBJECTS,
     rawfs::SPEC,
     rawpack::SPEC,
+    raskpack::SPEC,
     sqlite::SPEC,
     redb_peer::SPEC,
     cacache_peer::SPEC,
