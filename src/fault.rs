@@ -22,6 +22,8 @@
 //! | `ref-reflog-written` | `refs.rs`, each ref update | the ref's lock taken and its reflog line written, the ref not yet renamed |
 //! | `txn-ref-applied` | `refs.rs`, each ref update | one ref of an update applied (for a transaction: its record published, the next refs not yet applied) |
 //! | `gc-object-removed` | `gc.rs`, sweep | gc removed an object, the rest of its sweep not done |
+//! | `pack-object-written` | `pack.rs`, append | an object's bytes in the pack's data file, its index record not written |
+//! | `pack-record-append` | `pack.rs`, append | a torn pack index record: half its bytes written |
 //!
 //! `point:N` fires at the N-th time the point is reached (default 1): for
 //! example `txn-ref-applied:1` leaves a transaction with one ref applied,
@@ -50,9 +52,13 @@ pub enum Point {
     TxnRefApplied,
     /// gc removed one object.
     GcObjectRemoved,
+    /// A pack append wrote the object's bytes, not its index record.
+    PackObjectWritten,
+    /// Half of a pack index record is written.
+    PackRecordAppend,
 }
 
-const ALL: [Point; 7] = [
+const ALL: [Point; 9] = [
     Point::ObjectWrite,
     Point::JournalAppend,
     Point::CompactSegmentWritten,
@@ -60,6 +66,8 @@ const ALL: [Point; 7] = [
     Point::RefReflogWritten,
     Point::TxnRefApplied,
     Point::GcObjectRemoved,
+    Point::PackObjectWritten,
+    Point::PackRecordAppend,
 ];
 
 impl Point {
@@ -73,6 +81,8 @@ impl Point {
             Point::RefReflogWritten => "ref-reflog-written",
             Point::TxnRefApplied => "txn-ref-applied",
             Point::GcObjectRemoved => "gc-object-removed",
+            Point::PackObjectWritten => "pack-object-written",
+            Point::PackRecordAppend => "pack-record-append",
         }
     }
 

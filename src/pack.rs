@@ -37,12 +37,13 @@
 //! the process dies.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, IoContext, Result};
+use crate::fault::Point;
 use crate::id::{ID_LEN, ObjectId};
 use crate::index::record::xxh64;
 use crate::object::{self, Kind, Object, ObjectBuf, ObjectRef};
@@ -244,8 +245,17 @@ impl PackWriter {
             })
             .at("write pack", &self.data_path)?;
         self.data_len += len;
+        Point::PackObjectWritten.reached();
+        let encoded = record.encode();
+        Point::PackRecordAppend.tear(
+            &mut WriteAt {
+                file: &self.index,
+                pos: self.index_len,
+            },
+            &[&encoded],
+        );
         self.index
-            .write_all_at(&record.encode(), self.index_len)
+            .write_all_at(&encoded, self.index_len)
             .at("write pack index", &self.index_path)?;
         self.index_len += RECORD_LEN as u64;
         Ok(record)
@@ -410,6 +420,25 @@ impl Pack {
                 ),
             ));
         }
+        Ok(())
+    }
+}
+
+/// Writes to a file at a moving position, with positioned writes (what a
+/// torn record is written through).
+struct WriteAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Write for WriteAt<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
