@@ -47,6 +47,18 @@ fn written(f: &Files, n: usize) -> Vec<(PackRecord, Vec<u8>)> {
     out
 }
 
+/// Every record the index lists reads back as the object written under it.
+fn assert_listed_read_back(f: &Files, listed: &[PackRecord], objects: &[(PackRecord, Vec<u8>)]) {
+    let pack = Pack::open(&f.data).unwrap();
+    for record in listed {
+        let (_, p) = objects
+            .iter()
+            .find(|(w, _)| w.id == record.id)
+            .expect("only records of objects written");
+        assert_eq!(pack.read(record).unwrap().payload(), &p[..]);
+    }
+}
+
 fn flip(path: &Path, offset: u64) {
     let file = OpenOptions::new()
         .read(true)
@@ -122,27 +134,21 @@ fn a_record_cut_short_is_a_torn_tail_and_its_object_is_absent() {
         Some((full - RECORD_LEN as u64, (RECORD_LEN / 2) as u64))
     );
     assert!(!index.records.iter().any(|r| r.id == objects[4].0.id));
-    let pack = Pack::open(&f.data).unwrap();
-    for record in &index.records {
-        pack.read(record).unwrap();
-    }
+    assert_listed_read_back(&f, &index.records, &objects);
 }
 
 #[test]
 fn bytes_written_without_their_record_are_invisible() {
     // A writer killed between an object's bytes and its record.
     let f = files();
-    written(&f, 3);
+    let objects = written(&f, 3);
     let data = OpenOptions::new().append(true).open(&f.data).unwrap();
     use std::io::Write;
     (&data).write_all(&payload(99)).unwrap();
     let index = pack::read_index(&f.index).unwrap();
     assert_eq!(index.records.len(), 3);
     assert!(index.damaged.is_empty() && index.torn_tail.is_none());
-    let pack = Pack::open(&f.data).unwrap();
-    for record in &index.records {
-        pack.read(record).unwrap();
-    }
+    assert_listed_read_back(&f, &index.records, &objects);
 }
 
 #[test]
@@ -156,10 +162,7 @@ fn a_damaged_record_is_reported_and_skipped_and_the_others_still_read() {
     assert_eq!(index.damaged.len(), 1);
     assert_eq!(index.damaged[0].0, third);
     assert!(!index.records.iter().any(|r| r.id == objects[2].0.id));
-    let pack = Pack::open(&f.data).unwrap();
-    for record in &index.records {
-        pack.read(record).unwrap();
-    }
+    assert_listed_read_back(&f, &index.records, &objects);
 }
 
 #[test]
@@ -285,4 +288,14 @@ fn a_reused_buffer_reads_the_same_bytes_and_a_wrong_id_reads_as_corrupt() {
         pack.read_into(&good, &mut buf).unwrap().payload(),
         b"right bytes"
     );
+}
+
+#[test]
+fn a_pack_whose_index_cannot_be_made_leaves_no_data_file_behind() {
+    let f = files();
+    fs::write(&f.index, b"someone else's file").unwrap();
+    let err = PackWriter::create(&f.data, &f.index).unwrap_err();
+    assert!(err.to_string().contains("1-1.rsi"), "{err}");
+    assert!(!f.data.exists(), "a data file without its index was left");
+    assert_eq!(fs::read(&f.index).unwrap(), b"someone else's file");
 }

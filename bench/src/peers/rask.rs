@@ -407,7 +407,8 @@ fn open(dir: &Path) -> Res<Box<dyn Peer>> {
     )?))
 }
 
-fn object_id(id: &[u8]) -> Res<ObjectId> {
+/// An object id from the bytes the harness keeps for it.
+pub fn object_id(id: &[u8]) -> Res<ObjectId> {
     let bytes: [u8; 32] = id.try_into().map_err(|_| "object id is not 32 bytes")?;
     Ok(ObjectId::from_bytes(bytes))
 }

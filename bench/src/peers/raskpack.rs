@@ -22,6 +22,7 @@ use rask_store::object::compute_id;
 use rask_store::pack::{self, Pack, PackRecord, PackWriter};
 use rask_store::{Kind, ObjectBuf, ObjectId};
 
+use super::rask::object_id;
 use super::{PeerSpec, store_dir};
 use crate::peer::{Check, KeyMapped, ObjectBackend, Peer, Res};
 
@@ -89,11 +90,6 @@ fn open(dir: &Path) -> Res<Box<dyn Peer>> {
         Box::new(peer),
         dir.join("keymap"),
     )?))
-}
-
-fn object_id(id: &[u8]) -> Res<ObjectId> {
-    let bytes: [u8; 32] = id.try_into().map_err(|_| "object id is not 32 bytes")?;
-    Ok(ObjectId::from_bytes(bytes))
 }
 
 impl ObjectBackend for RaskPack {
