@@ -156,8 +156,7 @@ impl PackWriter {
     /// Creates a new pack (both files must not exist) and claims it.
     ///
     /// # Errors
-    /// [`Error::Io`] when either file exists or cannot be written;
-    /// [`Error::Locked`] when another writer holds the data file.
+    /// [`Error::Io`] when either file exists or cannot be written or locked.
     pub fn create(data_path: &Path, index_path: &Path) -> Result<PackWriter> {
         let new = |path: &Path| {
             OpenOptions::new()
@@ -168,15 +167,12 @@ impl PackWriter {
                 .at("create pack file", path)
         };
         let data = new(data_path)?;
-        match data.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: data_path.to_path_buf(),
-                    holder: "another pack writer".into(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(Error::io("lock pack", data_path, e)),
+        // No other writer can hold a file this call just created; the only
+        // other holder is an `is_being_written` probe, for an instant, so
+        // this waits for it instead of failing.
+        if let Err(e) = data.lock() {
+            let _ = std::fs::remove_file(data_path);
+            return Err(Error::io("lock pack", data_path, e));
         }
         let index = match new(index_path) {
             Ok(index) => index,
@@ -281,7 +277,8 @@ impl PackWriter {
 
 /// Whether a live writer holds the pack whose data file is `data_path`
 /// (gc must leave such a pack alone). Released when the writer is dropped
-/// or its process dies.
+/// or its process dies. A pack created an instant ago may not be claimed
+/// yet, so gc must also keep packs younger than its grace period.
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be opened or the lock asked.
