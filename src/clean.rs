@@ -4,7 +4,8 @@
 //! - [`clean_all`] empties the store under the exclusive writers/gc lock:
 //!   every object, the index, refs, reflogs, quarantine and statistics. The
 //!   format stamp, configuration, locks, pins and temp files of writes in
-//!   flight stay.
+//!   flight stay, and so do packs a live process is still appending to
+//!   (counted in [`CleanReport::packs_in_use`]).
 //! - [`clean_namespace`] deletes the namespace's refs and reflogs and its
 //!   index entries, then runs gc with a zero grace period, so every object
 //!   that only that namespace reached is gone. Objects another namespace (or
@@ -18,8 +19,11 @@ use std::time::Duration;
 use crate::error::{Error, IoContext, Result};
 use crate::gc::{self, GcPolicy};
 use crate::index::Index;
+use crate::layout::{PACK_DATA_SUFFIX, PACK_INDEX_SUFFIX};
 use crate::lock::{ExclusiveGuard, Wait};
 use crate::name::Namespace;
+use crate::pack;
+use crate::packs;
 use crate::refs::Expect;
 use crate::store::Store;
 use crate::walk::{self, FanoutEntry};
@@ -35,6 +39,9 @@ pub struct CleanReport {
     pub objects: u64,
     /// Bytes of object files removed.
     pub bytes: u64,
+    /// Packs left because a live process is still appending to them (run
+    /// clean again after it exits).
+    pub packs_in_use: u64,
 }
 
 /// Empties the store: every object, the index, refs, reflogs, quarantine and
@@ -62,6 +69,7 @@ pub fn clean_all(store: &Store) -> Result<CleanReport> {
             report.bytes += len;
         }
     }
+    clean_packs(store, &mut report)?;
     for dir in [
         layout.index_dir().to_path_buf(),
         layout.refs_dir(),
@@ -73,6 +81,45 @@ pub fn clean_all(store: &Store) -> Result<CleanReport> {
     }
     fs::create_dir_all(layout.index_dir()).at("create directory", layout.index_dir())?;
     Ok(report)
+}
+
+/// Removes every pack no live writer holds, counting its objects.
+fn clean_packs(store: &Store, report: &mut CleanReport) -> Result<()> {
+    let dir = store.layout().pack_dir();
+    store.packs().close_own_pack()?;
+    for name in packs::list_packs(&dir)? {
+        let data_path = dir.join(format!("{name}{PACK_DATA_SUFFIX}"));
+        let index_path = dir.join(format!("{name}{PACK_INDEX_SUFFIX}"));
+        // Held while its files are removed, so that no writer claims it.
+        let data = match fs::File::open(&data_path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("open pack", &data_path, e)),
+        };
+        if let Some(file) = &data {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    report.packs_in_use += 1;
+                    continue;
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::io("lock pack", &data_path, e));
+                }
+            }
+        }
+        if let Ok(index) = pack::read_index(&index_path) {
+            report.objects += index.records.len() as u64;
+            report.bytes += index.records.iter().map(|r| r.len).sum::<u64>();
+        }
+        remove_any(&index_path)?;
+        remove_any(&data_path)?;
+    }
+    // Stray files there (verify reports them) go too.
+    if report.packs_in_use == 0 {
+        remove_any(&dir)?;
+    }
+    store.packs().forget()
 }
 
 /// Deletes one namespace: its refs and reflogs, its index entries, and every

@@ -21,7 +21,7 @@ use crate::layout::Layout;
 use crate::publish::{self, Access, Durability, SyncQueue};
 
 /// The keys a store configuration may hold, with what each means.
-pub const KEYS: [(&str, &str); 4] = [
+pub const KEYS: [(&str, &str); 5] = [
     (
         "gc.max-size",
         "evict least-recently-used entries until objects total at most this (e.g. 10G)",
@@ -38,7 +38,15 @@ pub const KEYS: [(&str, &str); 4] = [
         "gc.reflog-keep",
         "reflog entries newer than this keep what they name (default 1d)",
     ),
+    (
+        PACK_MAX_KEY,
+        "objects up to this size go to packs, larger ones to loose files (default 64K; 0: loose only)",
+    ),
 ];
+
+/// The key setting how large an object the command line packs (the
+/// library's [`crate::StoreOptions::pack_max`]).
+pub const PACK_MAX_KEY: &str = "objects.pack-max";
 
 /// A parsed configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,7 +159,7 @@ fn check(key: &str, value: &str) -> Result<()> {
         reason,
     };
     match key {
-        "gc.max-size" => parse_size(value).map(drop).map_err(invalid),
+        "gc.max-size" | PACK_MAX_KEY => parse_size(value).map(drop).map_err(invalid),
         "gc.max-age" | "gc.grace" | "gc.reflog-keep" => {
             parse_duration(value).map(drop).map_err(invalid)
         }

@@ -56,9 +56,11 @@ pub enum Point {
     PackObjectWritten,
     /// Half of a pack index record is written.
     PackRecordAppend,
+    /// A new pack's data file exists; its index is not yet in place.
+    PackIndexPublish,
 }
 
-const ALL: [Point; 9] = [
+const ALL: [Point; 10] = [
     Point::ObjectWrite,
     Point::JournalAppend,
     Point::CompactSegmentWritten,
@@ -68,6 +70,7 @@ const ALL: [Point; 9] = [
     Point::GcObjectRemoved,
     Point::PackObjectWritten,
     Point::PackRecordAppend,
+    Point::PackIndexPublish,
 ];
 
 impl Point {
@@ -83,6 +86,7 @@ impl Point {
             Point::GcObjectRemoved => "gc-object-removed",
             Point::PackObjectWritten => "pack-object-written",
             Point::PackRecordAppend => "pack-record-append",
+            Point::PackIndexPublish => "pack-index-publish",
         }
     }
 

@@ -29,7 +29,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::{DigestState, IdMap, IdSet, ObjectId};
 use crate::index::{Entry, Index};
 use crate::key::KeyHash;
+use crate::layout::{PACK_DATA_SUFFIX, PACK_INDEX_SUFFIX};
 use crate::lock::{ExclusiveGuard, Wait};
+use crate::object::{self, Header, Kind};
+use crate::pack::{self, PackRecord, PackWriter};
+use crate::packs;
 use crate::stats::GcSummary;
 use crate::store::Store;
 use crate::walk::{self, FanoutEntry};
@@ -88,6 +92,14 @@ pub struct GcReport {
     pub kept_bytes: u64,
     /// Stale temp files removed (or that would be).
     pub removed_temp_files: u64,
+    /// Packs rewritten without their unreachable objects, or merged with
+    /// other small ones (or that would be).
+    pub rewritten_packs: u64,
+    /// Packs written by the rewrite.
+    pub written_packs: u64,
+    /// Pack data files without an index (left by a writer killed while it
+    /// made its pack) removed (or that would be).
+    pub removed_pack_leftovers: u64,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
@@ -232,6 +244,12 @@ pub fn collect_objects(
         sweeping.removed = report.removed_objects;
         progress(sweeping);
     }
+    collect_packs(store, &marked, options, &mut report)?;
+    if options.mode == GcMode::Delete {
+        recorder.flush(store.layout())?;
+    }
+    sweeping.removed = report.removed_objects;
+    progress(sweeping);
     let temp_age = options.grace.max(STALE_TEMP_AGE);
     let is_stale_temp = |meta: &fs::Metadata| {
         meta.modified()
@@ -251,6 +269,242 @@ pub fn collect_objects(
         });
     }
     Ok(report)
+}
+
+/// A pack gc has claimed (its data file's lock is held), with its records.
+struct Claimed {
+    data: fs::File,
+    data_path: std::path::PathBuf,
+    index_path: std::path::PathBuf,
+    records: Vec<PackRecord>,
+    data_len: u64,
+    old: bool,
+}
+
+/// Rewrites packs whose unreachable, old objects make up at least
+/// [`REWRITE_DEAD_SHARE`] of them, and merges packs smaller than
+/// [`SMALL_PACK`]: their live objects (reachable, or with a record younger
+/// than the grace period) are copied into new packs, synced, and only then
+/// are the old packs removed. Packs a live writer holds, and packs whose
+/// data file is younger than the grace period, are left alone.
+fn collect_packs(
+    store: &Store,
+    marked: &IdSet,
+    options: GcOptions,
+    report: &mut GcReport,
+) -> Result<()> {
+    let dir = store.layout().pack_dir();
+    // Data files a killed writer left without an index hold no object.
+    for orphan in packs::data_without_index(&dir)? {
+        if let Ok(file) = fs::File::open(&orphan)
+            && file.try_lock().is_ok()
+        {
+            report.removed_pack_leftovers += 1;
+            if options.mode == GcMode::Delete {
+                remove_pack_file(&orphan)?;
+            }
+        }
+    }
+    let names = packs::list_packs(&dir)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    // This handle's own pack is closed, so that it can be rewritten too.
+    store.packs().close_own_pack()?;
+    let now = pack::now_unix_nanos();
+    let grace = u64::try_from(options.grace.as_nanos()).unwrap_or(u64::MAX);
+    let young = |written: u64| now.saturating_sub(written) < grace;
+    // Ids whose copy stays where it is, and the newest record time of every id.
+    let mut staying = IdSet::default();
+    let mut newest: IdMap<u64> = IdMap::default();
+    let mut claimed = Vec::new();
+    for name in &names {
+        let data_path = dir.join(format!("{name}{PACK_DATA_SUFFIX}"));
+        let index_path = dir.join(format!("{name}{PACK_INDEX_SUFFIX}"));
+        let data = match fs::File::open(&data_path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open pack", &data_path, e)),
+        };
+        let held = match data.try_lock() {
+            Ok(()) => true,
+            Err(fs::TryLockError::WouldBlock) => false,
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock pack", &data_path, e)),
+        };
+        // A damaged or unreadable index is verify's to report: its pack is
+        // left as it is.
+        let Ok(index) = pack::read_index(&index_path) else {
+            continue;
+        };
+        for record in &index.records {
+            let t = newest.entry(record.id).or_default();
+            *t = (*t).max(record.written_unix_nanos);
+        }
+        let meta = data.metadata().at("read metadata of", &data_path)?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(now, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let old = !young(mtime);
+        if !held || !old {
+            report.examined += index.records.len() as u64;
+            report.kept_bytes += meta.len();
+            staying.extend(index.records.iter().map(|r| r.id));
+            continue;
+        }
+        claimed.push(Claimed {
+            data,
+            data_path,
+            index_path,
+            records: index.records,
+            data_len: meta.len(),
+            old,
+        });
+    }
+    let live = |id: &ObjectId| marked.contains(id) || newest.get(id).is_some_and(|&t| young(t));
+    let small = claimed.iter().filter(|c| c.data_len < SMALL_PACK).count();
+    let mut rewrite = Vec::new();
+    for pack in claimed {
+        let mut seen = IdSet::default();
+        let dead: u64 = pack
+            .records
+            .iter()
+            .filter(|r| !live(&r.id) || !seen.insert(r.id))
+            .map(|r| r.len)
+            .sum();
+        let total: u64 = pack.records.iter().map(|r| r.len).sum();
+        let merge = small > 1 && pack.data_len < SMALL_PACK;
+        let worth = (pack.records.is_empty() && pack.old)
+            || (dead > 0 && dead as f64 >= total as f64 * REWRITE_DEAD_SHARE)
+            || merge;
+        if worth {
+            rewrite.push(pack);
+        } else {
+            report.examined += pack.records.len() as u64;
+            report.kept_bytes += pack.data_len;
+            staying.extend(pack.records.iter().map(|r| r.id));
+        }
+    }
+    if rewrite.is_empty() {
+        return Ok(());
+    }
+    let recorder = store.stats_recorder();
+    let mut writer: Option<PackWriter> = None;
+    let mut would_write = false;
+    let mut removed = IdSet::default();
+    let mut buf = Vec::new();
+    for pack in &rewrite {
+        report.examined += pack.records.len() as u64;
+        for record in &pack.records {
+            if live(&record.id) {
+                if !staying.insert(record.id) {
+                    continue; // a copy stays elsewhere, or was copied already
+                }
+                let Some(encoding) = read_record(pack, record, &mut buf)? else {
+                    // Damaged: not copied, so it reads as absent (a miss)
+                    // instead of corrupt.
+                    staying.remove(&record.id);
+                    continue;
+                };
+                report.kept_bytes += record.len;
+                if !marked.contains(&record.id) {
+                    report.kept_young += 1;
+                }
+                if options.mode == GcMode::Delete {
+                    let out = match &mut writer {
+                        Some(w) if w.data_len() + record.len <= packs::PACK_ROLL => w,
+                        _ => {
+                            if let Some(full) = writer.take() {
+                                full.sync()?;
+                            }
+                            report.written_packs += 1;
+                            writer.insert(new_pack(store, &dir)?)
+                        }
+                    };
+                    out.append_encoded(record.id, encoding, record.written_unix_nanos)?;
+                } else if !would_write {
+                    would_write = true;
+                    report.written_packs += 1;
+                }
+            } else if removed.insert(record.id) {
+                report.removed_objects += 1;
+                report.removed_bytes += record.len;
+                if options.mode == GcMode::Delete
+                    && let Some(kind) = record_kind(pack, record)
+                {
+                    recorder.object_changed(kind, record.len, -1);
+                }
+            } else {
+                report.removed_bytes += record.len;
+            }
+        }
+    }
+    report.rewritten_packs = rewrite.len() as u64;
+    if options.mode != GcMode::Delete {
+        return Ok(());
+    }
+    // The copies must be durable before the only other copies go.
+    if let Some(w) = writer {
+        w.sync()?;
+    }
+    crate::publish::sync_dir(&dir)?;
+    // This handle's own table names the packs about to go.
+    store.packs().forget()?;
+    for pack in rewrite {
+        remove_pack_file(&pack.index_path)?;
+        crate::fault::Point::GcObjectRemoved.reached();
+        remove_pack_file(&pack.data_path)?;
+        drop(pack.data);
+    }
+    crate::publish::sync_dir(&dir)
+}
+
+/// A pack's live share below which gc rewrites it: a tenth of its bytes dead.
+pub const REWRITE_DEAD_SHARE: f64 = 0.1;
+/// Packs smaller than this are merged when there are several.
+pub const SMALL_PACK: u64 = 16 << 20;
+
+fn new_pack(store: &Store, dir: &std::path::Path) -> Result<PackWriter> {
+    let name = packs::new_pack_name();
+    PackWriter::create_in(
+        &dir.join(format!("{name}{PACK_DATA_SUFFIX}")),
+        &dir.join(format!("{name}{PACK_INDEX_SUFFIX}")),
+        store.layout().tmp_dir(),
+    )
+}
+
+/// The encoding a record names, if it is intact.
+fn read_record<'b>(
+    pack: &Claimed,
+    record: &PackRecord,
+    buf: &'b mut Vec<u8>,
+) -> Result<Option<&'b [u8]>> {
+    let Ok(len) = usize::try_from(record.len) else {
+        return Ok(None);
+    };
+    buf.resize(len, 0);
+    let got = pack::read_at(&pack.data, buf, record.offset).at("read pack", &pack.data_path)?;
+    let whole = &buf[..got];
+    match object::check_read_whole(&record.id, whole) {
+        Some(Ok(_)) if got == len => Ok(Some(whole)),
+        _ => Ok(None),
+    }
+}
+
+/// The kind a record's header names, for the statistics.
+fn record_kind(pack: &Claimed, record: &PackRecord) -> Option<Kind> {
+    let mut head = [0u8; object::HEADER_LEN];
+    let got = pack::read_at(&pack.data, &mut head, record.offset).ok()?;
+    Header::decode(&head[..got]).ok().map(|h| h.kind)
+}
+
+fn remove_pack_file(path: &std::path::Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove pack file", path, e)),
+    }
 }
 
 /// Every object reachable from `roots` through links.
@@ -505,6 +759,7 @@ fn choose_evictions(
         measuring.dirs_done = usize::from(byte) + 1;
         progress(measuring);
     }
+    total += store.packs().total_bytes()?;
     let bytes_before = total;
     let entries = index.entries()?;
     let mut refcount: IdMap<u32> = IdMap::default();
@@ -523,16 +778,15 @@ fn choose_evictions(
         let mut parts = Vec::new();
         let mut complete = true;
         for part in entry.parts() {
-            match fs::symlink_metadata(store.object_path(&part.id)) {
-                Ok(meta) => {
-                    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    last_use = last_use.max(mtime);
+            match store.object_last_use(&part.id)? {
+                Some((used, len)) => {
+                    last_use = last_use.max(used);
                     let old = now
-                        .duration_since(mtime)
+                        .duration_since(used)
                         .is_ok_and(|age| age >= policy.objects.grace);
-                    parts.push((part.id, meta.len(), old));
+                    parts.push((part.id, len, old));
                 }
-                Err(_) => complete = false,
+                None => complete = false,
             }
         }
         if !complete {

@@ -43,6 +43,12 @@ pub const CONFIG_FILE: &str = "config";
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the temp directory.
 pub const TMP_DIR: &str = "tmp";
+/// Directory under `objects/` holding pack files.
+pub const PACK_DIR: &str = "pack";
+/// Suffix of a pack's data file.
+pub const PACK_DATA_SUFFIX: &str = ".rsp";
+/// Suffix of a pack's index file.
+pub const PACK_INDEX_SUFFIX: &str = ".rsi";
 /// Name of the statistics directory.
 pub const STATS_DIR: &str = "stats";
 /// Name of the quarantine directory.
@@ -128,6 +134,11 @@ impl Layout {
         // Cannot fail: the buffer is exactly twice the bytes' length.
         let _ = hex::encode_to_slice(&id.as_bytes()[1..], &mut digits);
         ObjectFileName(digits)
+    }
+
+    /// The directory that holds pack files (`objects/pack`).
+    pub fn pack_dir(&self) -> PathBuf {
+        self.objects.join(PACK_DIR)
     }
 
     /// The directory that holds temp files.

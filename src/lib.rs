@@ -49,6 +49,7 @@ pub mod lock;
 pub mod name;
 pub mod object;
 pub mod pack;
+pub(crate) mod packs;
 pub mod publish;
 pub mod refs;
 pub mod simulate;

@@ -228,6 +228,29 @@ impl WriterLock {
     }
 }
 
+impl WriterLock {
+    /// As [`WriterLock::enter`] without waiting: `None` while gc holds the
+    /// lock exclusively (or it cannot be taken at all), for work that may
+    /// as well be skipped.
+    pub(crate) fn try_enter(&self, layout: &Layout) -> Option<WriterGuard<'_>> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.holders == 0 {
+            if state.file.is_none() {
+                state.file = open_gc_lock(layout).ok();
+            }
+            match &state.file {
+                Some(file) if file.try_lock_shared().is_ok() => {}
+                _ => return None,
+            }
+        }
+        state.holders += 1;
+        Some(WriterGuard { lock: self })
+    }
+}
+
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
         let mut state = self

@@ -127,6 +127,12 @@ impl FromStr for Kind {
     }
 }
 
+/// The length of the encoding of an object with `links` links and a
+/// `payload_len`-byte payload: what its loose file or pack record holds.
+pub fn encoded_len(links: usize, payload_len: usize) -> u64 {
+    (HEADER_LEN + links * ID_LEN) as u64 + payload_len as u64
+}
+
 /// The decoded fixed header of an object file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {

@@ -1,7 +1,7 @@
 //! Pack files: many objects appended to one file, found through a pack
-//! index. Step 1 of `docs/PACKS.md`: the two file formats, a writer and a
-//! reader, checked against every crash state an append can leave. The store
-//! does not write or read packs yet; nothing under a store's root is a pack.
+//! index. The two file formats, a writer and a reader, checked against every
+//! crash state an append can leave; how a store uses them (which objects,
+//! which pack, the table of packed objects) is [`crate::packs`]'s.
 //!
 //! # Files
 //! A pack is a pair, written by one writer at a time:
@@ -38,7 +38,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -153,40 +153,71 @@ pub struct PackWriter {
 }
 
 impl PackWriter {
-    /// Creates a new pack (both files must not exist) and claims it.
+    /// Creates a new pack (both files must not exist) and claims it; the
+    /// index is made beside its final name first (see [`PackWriter::create_in`]).
     ///
     /// # Errors
     /// [`Error::Io`] when either file exists or cannot be written or locked.
     pub fn create(data_path: &Path, index_path: &Path) -> Result<PackWriter> {
+        let beside = index_path.parent().unwrap_or(Path::new("."));
+        PackWriter::create_in(data_path, index_path, beside)
+    }
+
+    /// Creates a new pack and claims it. Both files are made as temp files
+    /// in `tmp_dir` (on the same file system): the data file is locked and
+    /// both get their headers there, then each is linked to its name, data
+    /// first (a link fails rather than replace a file already there). So a
+    /// data file is claimed from the moment it can be seen, and a reader,
+    /// which finds packs by their index, never meets an index without its
+    /// header or its data file. A writer killed in between leaves temp
+    /// files (gc removes them) or a data file without an index that no one
+    /// holds, which holds no object and which gc and repair remove.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when either file exists or cannot be written or locked.
+    pub fn create_in(data_path: &Path, index_path: &Path, tmp_dir: &Path) -> Result<PackWriter> {
+        // Read-only for everyone from the start, as loose objects are: only
+        // this writer's descriptor, opened as it creates them, writes.
         let new = |path: &Path| {
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
+                .mode(0o444)
                 .open(path)
                 .at("create pack file", path)
         };
-        let data = new(data_path)?;
-        // No other writer can hold a file this call just created; the only
-        // other holder is an `is_being_written` probe, for an instant, so
-        // this waits for it instead of failing.
-        if let Err(e) = data.lock() {
-            let _ = std::fs::remove_file(data_path);
-            return Err(Error::io("lock pack", data_path, e));
-        }
-        let index = match new(index_path) {
-            Ok(index) => index,
-            Err(e) => {
+        let temp_for = |path: &Path| {
+            let name = path
+                .file_name()
+                .map_or_else(|| "pack".into(), |n| n.to_string_lossy().into_owned());
+            tmp_dir.join(format!(".{name}.new"))
+        };
+        let (data_temp, index_temp) = (temp_for(data_path), temp_for(index_path));
+        let made = (|| {
+            let data = new(&data_temp)?;
+            // The only other holder of a file this call just created is an
+            // `is_being_written` probe, for an instant: wait for it.
+            data.lock()
+                .map_err(|e| Error::io("lock pack", &data_temp, e))?;
+            data.write_all_at(&header(DATA_MAGIC), 0)
+                .at("write pack", &data_temp)?;
+            let index = new(&index_temp)?;
+            index
+                .write_all_at(&header(INDEX_MAGIC), 0)
+                .at("write pack index", &index_temp)?;
+            std::fs::hard_link(&data_temp, data_path).at("publish pack", data_path)?;
+            Point::PackIndexPublish.reached();
+            if let Err(e) = std::fs::hard_link(&index_temp, index_path) {
                 // Not a pack without its index: leave nothing half made.
                 let _ = std::fs::remove_file(data_path);
-                return Err(e);
+                return Err(Error::io("publish pack index", index_path, e));
             }
-        };
-        data.write_all_at(&header(DATA_MAGIC), 0)
-            .at("write pack", data_path)?;
-        index
-            .write_all_at(&header(INDEX_MAGIC), 0)
-            .at("write pack index", index_path)?;
+            Ok((data, index))
+        })();
+        let _ = std::fs::remove_file(&data_temp);
+        let _ = std::fs::remove_file(&index_temp);
+        let (data, index) = made?;
         Ok(PackWriter {
             data,
             index,
@@ -224,20 +255,45 @@ impl PackWriter {
         payload: &[u8],
     ) -> Result<PackRecord> {
         let prefix = object::encode_prefix(kind, links, payload.len() as u64);
-        let len = (prefix.len() + payload.len()) as u64;
+        self.append_parts(id, &prefix, payload, now_unix_nanos())
+    }
+
+    /// Appends an object's whole encoding (a loose file's bytes, or a
+    /// record's bytes read from another pack) under `id`, recording
+    /// `written_unix_nanos` as its write time: how gc and repair copy an
+    /// object from one pack to another without making it younger or older.
+    ///
+    /// # Errors
+    /// As [`PackWriter::append`].
+    pub fn append_encoded(
+        &mut self,
+        id: ObjectId,
+        encoding: &[u8],
+        written_unix_nanos: u64,
+    ) -> Result<PackRecord> {
+        self.append_parts(id, encoding, &[], written_unix_nanos)
+    }
+
+    /// Appends an object whose encoding is `head` followed by `body`.
+    pub(crate) fn append_parts(
+        &mut self,
+        id: ObjectId,
+        head: &[u8],
+        body: &[u8],
+        written_unix_nanos: u64,
+    ) -> Result<PackRecord> {
+        let len = (head.len() + body.len()) as u64;
         let record = PackRecord {
             id,
             offset: self.data_len,
             len,
-            written_unix_nanos: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+            written_unix_nanos,
         };
         self.data
-            .write_all_at(&prefix, record.offset)
+            .write_all_at(head, record.offset)
             .and_then(|()| {
                 self.data
-                    .write_all_at(payload, record.offset + prefix.len() as u64)
+                    .write_all_at(body, record.offset + head.len() as u64)
             })
             .at("write pack", &self.data_path)?;
         self.data_len += len;
@@ -272,6 +328,11 @@ impl PackWriter {
     /// The data file's length so far.
     pub fn data_len(&self) -> u64 {
         self.data_len
+    }
+
+    /// The index file's length so far.
+    pub fn index_len(&self) -> u64 {
+        self.index_len
     }
 }
 
@@ -312,10 +373,20 @@ pub fn read_index(path: &Path) -> Result<PackIndex> {
     let bytes = std::fs::read(path).at("read pack index", path)?;
     check_header(&bytes, INDEX_MAGIC, "pack index", path)?;
     let mut out = PackIndex::default();
-    let body = &bytes[HEADER_LEN..];
+    let whole = decode_records(&bytes[HEADER_LEN..], HEADER_LEN as u64, &mut out);
+    let rest = bytes.len() - HEADER_LEN - whole;
+    if rest > 0 {
+        out.torn_tail = Some(((bytes.len() - rest) as u64, rest as u64));
+    }
+    Ok(out)
+}
+
+/// Decodes the whole records at the start of `body`, which starts at byte
+/// `at` of its index file, into `out`; returns how many bytes they took.
+fn decode_records(body: &[u8], at: u64, out: &mut PackIndex) -> usize {
     let mut chunks = body.chunks_exact(RECORD_LEN);
     for (i, chunk) in chunks.by_ref().enumerate() {
-        let offset = (HEADER_LEN + i * RECORD_LEN) as u64;
+        let offset = at + (i * RECORD_LEN) as u64;
         let mut raw = [0u8; RECORD_LEN];
         raw.copy_from_slice(chunk);
         match PackRecord::decode(&raw) {
@@ -325,11 +396,53 @@ pub fn read_index(path: &Path) -> Result<PackIndex> {
                 .push((offset, "record checksum mismatch".to_string())),
         }
     }
-    let rest = chunks.remainder().len();
-    if rest > 0 {
-        out.torn_tail = Some(((bytes.len() - rest) as u64, rest as u64));
+    body.len() - chunks.remainder().len()
+}
+
+/// Checks the header of the open index file `file`.
+///
+/// # Errors
+/// As [`read_index`].
+pub fn check_index_header(file: &File, path: &Path) -> Result<()> {
+    let mut head = [0u8; HEADER_LEN];
+    let got = read_at_most(file, &mut head, 0).at("read pack index", path)?;
+    check_header(&head[..got], INDEX_MAGIC, "pack index", path)
+}
+
+/// Reads the whole records of the open index file `file` from byte `from`
+/// (a record boundary past the header) to its end: how a reader takes in
+/// what a writer appended since it last looked. Returns the records (and
+/// any damaged ones) and the offset just past the last whole record; a
+/// record still being written is left for the next read.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read.
+pub fn read_records_from(file: &File, path: &Path, from: u64) -> Result<(PackIndex, u64)> {
+    let len = file.metadata().at("read metadata of", path)?.len();
+    let mut out = PackIndex::default();
+    if len < from + RECORD_LEN as u64 {
+        return Ok((out, from));
     }
-    Ok(out)
+    let whole = (len - from) / RECORD_LEN as u64 * RECORD_LEN as u64;
+    let mut bytes = vec![0u8; whole as usize];
+    let got = read_at_most(file, &mut bytes, from).at("read pack index", path)?;
+    let used = decode_records(&bytes[..got], from, &mut out);
+    Ok((out, from + used as u64))
+}
+
+/// The current time in nanoseconds since the Unix epoch, as records hold it.
+pub fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or fewer where the file ends.
+///
+/// # Errors
+/// The read's I/O error.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    read_at_most(file, buf, offset)
 }
 
 /// A pack's data file, open for reading.
@@ -441,9 +554,9 @@ impl Write for WriteAt<'_> {
 }
 
 /// Reads from a file at a moving position, with positioned reads.
-struct ReadAt<'a> {
-    file: &'a File,
-    pos: u64,
+pub(crate) struct ReadAt<'a> {
+    pub(crate) file: &'a File,
+    pub(crate) pos: u64,
 }
 
 impl Read for ReadAt<'_> {

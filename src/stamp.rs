@@ -16,8 +16,13 @@ use crate::error::{Error, IoContext, Result};
 use crate::layout::Layout;
 use crate::publish::{self, Access, Durability, SyncQueue};
 
-/// The store format version this build reads and writes.
-pub const STORE_FORMAT: u32 = 1;
+/// The store format version this build writes: 2, a store that may hold
+/// pack files (`docs/FORMAT.md`, "Pack files").
+pub const STORE_FORMAT: u32 = 2;
+/// The oldest store format this build opens: 1, loose objects only, which
+/// version 2 reads unchanged (the stamp is raised before the first pack is
+/// made).
+pub const OLDEST_FORMAT: u32 = 1;
 /// The only hash algorithm this build knows.
 pub const HASH_ALGORITHM: &str = "blake3";
 
@@ -43,13 +48,14 @@ pub fn write(layout: &Layout) -> Result<()> {
     )
 }
 
-/// Reads and checks the stamp of the store at `layout`.
+/// Reads and checks the stamp of the store at `layout`; returns its format
+/// version.
 ///
 /// # Errors
 /// [`Error::NotAStore`] when the directory or stamp is missing,
 /// [`Error::UnsupportedFormat`] for a newer or different format,
 /// [`Error::Corrupt`] for a stamp that cannot be parsed.
-pub fn check(layout: &Layout) -> Result<()> {
+pub fn check(layout: &Layout) -> Result<u32> {
     let root = layout.root();
     let path = layout.stamp();
     let text = match fs::read(&path) {
@@ -91,11 +97,11 @@ pub fn check(layout: &Layout) -> Result<()> {
             format!("format version {version:?} is not a number"),
         )
     })?;
-    if version != STORE_FORMAT {
+    if !(OLDEST_FORMAT..=STORE_FORMAT).contains(&version) {
         return Err(Error::UnsupportedFormat {
             path,
             found: version.to_string(),
-            supported: STORE_FORMAT.to_string(),
+            supported: format!("{OLDEST_FORMAT} to {STORE_FORMAT}"),
         });
     }
     let hash = lines.next().and_then(|line| line.strip_prefix("hash "));
@@ -106,5 +112,5 @@ pub fn check(layout: &Layout) -> Result<()> {
             supported: format!("{STORE_FORMAT} with hash {HASH_ALGORITHM}"),
         });
     }
-    Ok(())
+    Ok(version)
 }

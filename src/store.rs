@@ -1,20 +1,27 @@
 //! The [`Store`] handle: opens a store and puts and gets objects.
 //!
 //! The handle composes the format modules ([`crate::object`],
-//! [`crate::stamp`]), the path module ([`crate::layout`]) and the publishing
-//! module ([`crate::publish`]); it holds no format logic of its own.
+//! [`crate::stamp`]), the path module ([`crate::layout`]), the publishing
+//! module ([`crate::publish`]) and its packs ([`crate::packs`]); it holds no
+//! format logic of its own.
+//!
+//! Objects whose encoding is at most [`StoreOptions::pack_max`] go to the
+//! handle's pack; larger ones are loose files. A get looks in the packs'
+//! table, then for a loose file, then in the table brought up to date.
 //!
 //! # Invariants
 //! - An object file is never written in place: it is created read-only
 //!   (mode 0444) and whole in `tmp/`, and renamed to `objects/ab/cdef…`.
 //! - No read returns bytes that were not checked against their id.
-//! - A put of an object that already exists reads the existing file; if it
-//!   verifies, its modification time is refreshed (so gc's grace period
-//!   counts from the last put), and if it does not, the good bytes replace it.
+//! - A put of an object that already exists reads the existing copy; if it
+//!   verifies, it is freshened (a loose file's modification time, a packed
+//!   object's record; so gc's grace period counts from the last put), and if
+//!   it does not, the good bytes replace it.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::dirfd::FanoutDirs;
@@ -23,6 +30,7 @@ use crate::id::{ID_LEN, IdSpec, ObjectId};
 use crate::layout::Layout;
 use crate::lock::{WriterGuard, WriterLock};
 use crate::object::{self, HEADER_LEN, Header, Kind, Object, ObjectBuf, ObjectRef};
+use crate::packs::{DEFAULT_PACK_MAX, Found, Packs, PutOutcome};
 use crate::publish::{self, Access, Durability, SyncQueue};
 use crate::stamp;
 use crate::stats::{self, StatsRecorder, StatsReport};
@@ -40,17 +48,44 @@ const CHECK_BUFFER: usize = 256 << 10;
 const STREAM_BUF: usize = 256 << 10;
 
 /// How a store is opened.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreOptions {
     /// What survives a power loss; see [`Durability`].
     pub durability: Durability,
+    /// Objects whose encoding (header, links and payload) is at most this
+    /// many bytes are appended to a pack; larger ones are written as loose
+    /// files. `0` writes every object loose. Either is read by every handle
+    /// whatever this says; see `docs/FORMAT.md`, "Pack files".
+    pub pack_max: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            durability: Durability::default(),
+            pack_max: DEFAULT_PACK_MAX,
+        }
+    }
 }
 
 impl StoreOptions {
     /// Options with the given durability.
     pub fn with_durability(durability: Durability) -> StoreOptions {
-        StoreOptions { durability }
+        StoreOptions {
+            durability,
+            ..StoreOptions::default()
+        }
+    }
+
+    /// The same options, writing every object as a loose file (no packs).
+    pub fn loose(self) -> StoreOptions {
+        self.with_pack_max(0)
+    }
+
+    /// The same options with another [`StoreOptions::pack_max`].
+    pub fn with_pack_max(self, pack_max: u64) -> StoreOptions {
+        StoreOptions { pack_max, ..self }
     }
 }
 
@@ -65,8 +100,10 @@ pub struct ObjectInfo {
     pub links: Vec<ObjectId>,
     /// Payload size in bytes.
     pub payload_len: u64,
-    /// The object file.
+    /// The file holding it: its loose object file, or its pack's data file.
     pub path: PathBuf,
+    /// Where its encoding starts in that pack, for a packed object.
+    pub packed_at: Option<u64>,
 }
 
 /// An open rask-store.
@@ -84,6 +121,11 @@ pub struct Store {
     /// Open fanout directories, for opening objects by name (see
     /// [`crate::dirfd`]).
     fanout_dirs: FanoutDirs,
+    /// The packs, and this handle's own (see [`crate::packs`]).
+    packs: Packs,
+    /// The format version the stamp said at open (raised to the current one
+    /// before the first pack is made).
+    format: AtomicU32,
 }
 
 enum Existing {
@@ -101,7 +143,7 @@ impl Store {
     pub fn create(root: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root.as_ref());
         match stamp::check(&layout) {
-            Ok(()) => return Ok(Store::with_layout(layout, options)),
+            Ok(format) => return Ok(Store::with_layout(layout, options, format)),
             Err(Error::NotAStore { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -113,7 +155,7 @@ impl Store {
             fs::create_dir_all(&dir).at("create directory", &dir)?;
         }
         stamp::write(&layout)?;
-        Ok(Store::with_layout(layout, options))
+        Ok(Store::with_layout(layout, options, stamp::STORE_FORMAT))
     }
 
     /// Opens an existing store.
@@ -123,19 +165,62 @@ impl Store {
     /// [`Error::UnsupportedFormat`] when it holds one of another format.
     pub fn open(root: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let layout = Layout::new(root.as_ref());
-        stamp::check(&layout)?;
-        Ok(Store::with_layout(layout, options))
+        let format = stamp::check(&layout)?;
+        Ok(Store::with_layout(layout, options, format))
     }
 
-    fn with_layout(layout: Layout, options: StoreOptions) -> Store {
+    fn with_layout(layout: Layout, options: StoreOptions, format: u32) -> Store {
         Store {
+            packs: Packs::new(&layout),
             layout,
             writer_lock: WriterLock::default(),
             options,
             sync_queue: SyncQueue::default(),
             stats: StatsRecorder::default(),
             fanout_dirs: FanoutDirs::default(),
+            format: AtomicU32::new(format),
         }
+    }
+
+    /// The packs of this handle.
+    pub(crate) fn packs(&self) -> &Packs {
+        &self.packs
+    }
+
+    /// Stamps a store opened at an older format with the current one, before
+    /// its first pack is made: a build that does not read packs must refuse
+    /// the store rather than miss its objects.
+    pub(crate) fn stamp_for_packs(&self) -> Result<()> {
+        if self.format.load(Ordering::Acquire) < stamp::STORE_FORMAT {
+            stamp::write(&self.layout)?;
+            self.format.store(stamp::STORE_FORMAT, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Whether an object with this encoding length goes to a pack.
+    fn packs_object(&self, encoded_len: u64) -> bool {
+        encoded_len <= self.options.pack_max
+    }
+
+    /// Puts an object into this handle's pack.
+    fn put_packed(
+        &self,
+        id: ObjectId,
+        kind: Kind,
+        links: &[ObjectId],
+        payload: &[u8],
+    ) -> Result<ObjectId> {
+        let outcome = self
+            .packs
+            .put(id, kind, links, payload, self.options.durability, &|| {
+                self.stamp_for_packs()
+            })?;
+        if let PutOutcome::Written { new: true } = outcome {
+            let len = object::encoded_len(links.len(), payload.len());
+            self.stats.object_changed(kind, len, 1);
+        }
+        Ok(id)
     }
 
     /// Files published under [`Durability::Batch`] and not yet synced.
@@ -179,6 +264,9 @@ impl Store {
     pub fn put_object(&self, kind: Kind, links: &[ObjectId], payload: &[u8]) -> Result<ObjectId> {
         let _writing = self.writing()?;
         let id = object::compute_id(kind, links, payload);
+        if self.packs_object(object::encoded_len(links.len(), payload.len())) {
+            return self.put_packed(id, kind, links, payload);
+        }
         let path = self.layout.object_path(&id);
         let header = Header {
             kind,
@@ -239,11 +327,30 @@ impl Store {
         mut reader: impl Read,
         source: &Path,
     ) -> Result<ObjectId> {
+        // A payload small enough for a pack is read into memory first; one
+        // that turns out larger goes on to a temp file from there.
+        let room = self
+            .options
+            .pack_max
+            .saturating_sub(object::encoded_len(links.len(), 0));
+        let mut first = Vec::new();
+        if room > 0 {
+            (&mut reader)
+                .take(room + 1)
+                .read_to_end(&mut first)
+                .at("read", source)?;
+            if first.len() as u64 <= room {
+                return self.put_object(kind, links, &first);
+            }
+        }
         let mut temp = publish::read_only_temp_file(self.layout.tmp_dir(), "obj-")?;
         temp.write_all(&object::encode_prefix(kind, links, 0))
             .at("write", temp.path())?;
         let mut hasher = blake3::Hasher::new();
-        let mut payload_len = 0u64;
+        hasher.update(&first);
+        temp.write_all(&first).at("write", temp.path())?;
+        let mut payload_len = first.len() as u64;
+        drop(first);
         let mut buf = vec![0u8; STREAM_BUF];
         loop {
             let n = match reader.read(&mut buf) {
@@ -330,11 +437,47 @@ impl Store {
     /// when its bytes do not match its id (both are cache misses, see
     /// [`Error::is_cache_miss`]); [`Error::Io`] for other failures.
     pub fn get_object(&self, id: &ObjectId) -> Result<Object> {
+        if let Some((object, found)) = self.packs.get(id, false)? {
+            self.freshen_packed_on_read(
+                id,
+                &found,
+                object.kind(),
+                object.links(),
+                object.payload(),
+            );
+            return Ok(object);
+        }
         let path = self.layout.object_path(id);
-        let (mut file, meta) = self.open_object(id, &path)?;
+        let (mut file, meta) = match self.open_object(id, &path) {
+            Ok(opened) => opened,
+            Err(Error::NotFound { .. }) => return self.packed_after_miss(id, &path),
+            Err(e) => return Err(e),
+        };
         let object = Object::read(*id, &path, &mut file, meta.len())?;
         freshen_on_read(&file, &meta);
         Ok(object)
+    }
+
+    /// The second look in the packs after a loose file was not found: the
+    /// table is brought up to date first (another process may have packed
+    /// the object since).
+    fn packed_after_miss(&self, id: &ObjectId, path: &Path) -> Result<Object> {
+        match self.packs.get(id, true)? {
+            Some((object, found)) => {
+                self.freshen_packed_on_read(
+                    id,
+                    &found,
+                    object.kind(),
+                    object.links(),
+                    object.payload(),
+                );
+                Ok(object)
+            }
+            None => Err(Error::NotFound {
+                id: *id,
+                path: path.to_path_buf(),
+            }),
+        }
     }
 
     /// Reads and verifies an object into `buf`, a buffer reused from one
@@ -357,11 +500,83 @@ impl Store {
         id: &ObjectId,
         buf: &'b mut ObjectBuf,
     ) -> Result<ObjectRef<'b>> {
+        if let Some(found) = self.packs.find(id, false)? {
+            return self.read_packed_into(id, &found, buf);
+        }
         let path = self.layout.object_path(id);
-        let (mut file, meta) = self.open_object(id, &path)?;
+        let (mut file, meta) = match self.open_object(id, &path) {
+            Ok(opened) => opened,
+            Err(Error::NotFound { .. }) => {
+                return match self.packs.find(id, true)? {
+                    Some(found) => self.read_packed_into(id, &found, buf),
+                    None => Err(Error::NotFound { id: *id, path }),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let object = buf.read(*id, &path, &mut file, meta.len())?;
         freshen_on_read(&file, &meta);
         Ok(object)
+    }
+
+    fn read_packed_into<'b>(
+        &self,
+        id: &ObjectId,
+        found: &Found,
+        buf: &'b mut ObjectBuf,
+    ) -> Result<ObjectRef<'b>> {
+        let object = found.read_into(id, buf)?;
+        self.freshen_packed_on_read(id, found, object.kind(), object.links(), object.payload());
+        Ok(object)
+    }
+
+    /// A read of a packed object whose newest record is older than
+    /// [`FRESHEN_ON_READ`] appends a new one (a copy in this handle's pack),
+    /// as a read of a loose object refreshes its modification time: gc's
+    /// size cap evicts by last use. Best effort, and skipped while gc holds
+    /// the store: a read never waits for it.
+    fn freshen_packed_on_read(
+        &self,
+        id: &ObjectId,
+        found: &Found,
+        kind: Kind,
+        links: &[ObjectId],
+        payload: &[u8],
+    ) {
+        let age = Duration::from_nanos(crate::pack::now_unix_nanos().saturating_sub(found.written));
+        if age < FRESHEN_ON_READ {
+            return;
+        }
+        let Some(_writing) = self.writer_lock.try_enter(&self.layout) else {
+            return;
+        };
+        let prefix = object::encode_prefix(kind, links, payload.len() as u64);
+        let _ = self.packs.append(
+            *id,
+            &prefix,
+            payload,
+            crate::pack::now_unix_nanos(),
+            Durability::None,
+            &|| self.stamp_for_packs(),
+        );
+    }
+
+    /// A packed object, looked up in the table as it is and, when the loose
+    /// file is absent too, again after bringing the table up to date.
+    fn packed_or_loose(&self, id: &ObjectId) -> Result<Option<(Object, Found)>> {
+        if let Some(got) = self.packs.get(id, false)? {
+            return Ok(Some(got));
+        }
+        if self.contains_loose(id)? {
+            return Ok(None);
+        }
+        match self.packs.get(id, true)? {
+            Some(got) => Ok(Some(got)),
+            None => Err(Error::NotFound {
+                id: *id,
+                path: self.layout.object_path(id),
+            }),
+        }
     }
 
     /// Verifies an object, then writes its payload to `out`.
@@ -374,6 +589,12 @@ impl Store {
     /// As [`Store::get_object`]; a failed write to `out` is [`Error::Io`]
     /// with the path `(output)`.
     pub fn write_payload(&self, id: &ObjectId, out: &mut dyn Write) -> Result<ObjectInfo> {
+        if let Some((object, found)) = self.packed_or_loose(id)? {
+            out.write_all(object.payload())
+                .and_then(|()| out.flush())
+                .map_err(|e| Error::io("write the payload to", "(output)", e))?;
+            return Ok(packed_info(&object, &found));
+        }
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
         let info = if meta.len() <= IN_MEMORY_LIMIT {
@@ -392,6 +613,7 @@ impl Store {
                 links,
                 payload_len: header.payload_len,
                 path: path.clone(),
+                packed_at: None,
             }
         };
         out.flush()
@@ -405,6 +627,9 @@ impl Store {
     /// # Errors
     /// As [`Store::get_object`].
     pub fn object_info(&self, id: &ObjectId) -> Result<ObjectInfo> {
+        if let Some((object, found)) = self.packed_or_loose(id)? {
+            return Ok(packed_info(&object, &found));
+        }
         let path = self.layout.object_path(id);
         let (mut file, meta) = self.open_object(id, &path)?;
         let (header, links) = verify_file(id, &path, &mut file, meta.len())?;
@@ -414,6 +639,7 @@ impl Store {
             links,
             payload_len: header.payload_len,
             path,
+            packed_at: None,
         })
     }
 
@@ -472,8 +698,20 @@ impl Store {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Corrupt`] when the header or length is bad.
     pub fn object_links_unverified(&self, id: &ObjectId) -> Result<(Header, Vec<ObjectId>)> {
+        if let Some(got) = self.packs.links_unverified(id, false)? {
+            return Ok(got);
+        }
         let path = self.layout.object_path(id);
-        let (mut file, meta) = self.open_object(id, &path)?;
+        let (mut file, meta) = match self.open_object(id, &path) {
+            Ok(opened) => opened,
+            Err(Error::NotFound { .. }) => {
+                return self
+                    .packs
+                    .links_unverified(id, true)?
+                    .ok_or(Error::NotFound { id: *id, path });
+            }
+            Err(e) => return Err(e),
+        };
         let mut head = [0u8; HEADER_LEN];
         let got = read_up_to(&mut file, &mut head).at("read object", &path)?;
         let header = object::check_header(&head[..got], meta.len(), id, &path)?;
@@ -488,6 +726,37 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] when the file's existence cannot be determined.
     pub fn contains_object(&self, id: &ObjectId) -> Result<bool> {
+        if self.packs.contains(id, false)? || self.contains_loose(id)? {
+            return Ok(true);
+        }
+        self.packs.contains(id, true)
+    }
+
+    /// When an object was last used and how many bytes it takes: a loose
+    /// file's modification time (puts and, hourly, reads refresh it) and
+    /// length, or a packed object's newest record (puts and, hourly, reads
+    /// append one). `None` when it is absent.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be looked up.
+    pub(crate) fn object_last_use(&self, id: &ObjectId) -> Result<Option<(SystemTime, u64)>> {
+        if let Some(found) = self.packs.find(id, false)? {
+            let used = SystemTime::UNIX_EPOCH + Duration::from_nanos(found.written);
+            return Ok(Some((used, found.len)));
+        }
+        let path = self.layout.object_path(id);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) => Ok(Some((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                meta.len(),
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("look up object", &path, e)),
+        }
+    }
+
+    /// Whether a loose object file named `id` exists.
+    pub(crate) fn contains_loose(&self, id: &ObjectId) -> Result<bool> {
         let path = self.layout.object_path(id);
         match fs::symlink_metadata(&path) {
             Ok(_) => Ok(true),
@@ -507,19 +776,13 @@ impl Store {
             IdSpec::Prefix(prefix) => prefix,
         };
         let dir = self.layout.objects_dir().join(&prefix[..2]);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::PrefixNotFound {
-                    prefix: prefix.clone(),
-                    dir,
-                });
-            }
+        let mut found = self.packs.ids_with_prefix(prefix)?;
+        let entries: Vec<fs::DirEntry> = match fs::read_dir(&dir) {
+            Ok(entries) => entries.collect::<io::Result<_>>().at("list", &dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(Error::io("list", &dir, e)),
         };
-        let mut found = Vec::new();
         for entry in entries {
-            let entry = entry.at("list", &dir)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(&prefix[2..])
@@ -528,6 +791,8 @@ impl Store {
                 found.push(id);
             }
         }
+        found.sort_unstable();
+        found.dedup();
         match found.len() {
             0 => Err(Error::PrefixNotFound {
                 prefix: prefix.clone(),
@@ -548,6 +813,8 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] naming the file that could not be synced.
     pub fn flush(&self) -> Result<()> {
+        // Packs first: a ref queued for syncing may name packed objects.
+        self.packs.sync()?;
         self.sync_queue.flush()?;
         self.stats.flush(&self.layout)
     }
@@ -607,6 +874,13 @@ impl Drop for Store {
     }
 }
 
+fn packed_info(object: &Object, found: &Found) -> ObjectInfo {
+    ObjectInfo {
+        packed_at: Some(found.offset),
+        ..info_of(object, found.pack.data_path.clone())
+    }
+}
+
 fn info_of(object: &Object, path: PathBuf) -> ObjectInfo {
     ObjectInfo {
         id: object.id(),
@@ -614,6 +888,7 @@ fn info_of(object: &Object, path: PathBuf) -> ObjectInfo {
         links: object.links().to_vec(),
         payload_len: object.payload().len() as u64,
         path,
+        packed_at: None,
     }
 }
 

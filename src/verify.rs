@@ -3,8 +3,20 @@
 //! # What is checked
 //! - the format stamp;
 //! - every object file: re-hashed in full (on every core), header, length;
+//! - every pack (`objects/pack/`, on the same cores): both headers, every
+//!   index record's checksum and the index's tail (a record cut short), and
+//!   every object a record names: inside the data file (a record past its
+//!   end is a corrupt object) and re-hashed in full as an object file is.
+//!   Damaged records, a torn tail and a missing header are not reported for
+//!   a pack a live writer holds ([`crate::pack::is_being_written`]): an
+//!   append in progress looks like that. An object may have several copies
+//!   (a loose file, records in several packs): every damaged copy is
+//!   reported, but the object counts as intact if any copy is;
 //! - every link: the object it names must exist;
-//! - every file in a fanout directory must be named like an object;
+//! - every file in a fanout directory must be named like an object, and
+//!   every file in `objects/pack/` must be one of a pack's two files with
+//!   its partner beside it (a data file a live writer holds is a pack being
+//!   made; one no one holds is litter, below);
 //! - every index file through [`Index::check`]: manifest, segment checksums,
 //!   order and fan-out, every journal record, torn journal tails; and index
 //!   files the manifest does not name (left by a compaction that died);
@@ -21,21 +33,40 @@
 //! objects that appeared after the walk, which are checked when first met.
 //!
 //! # Damage and litter
-//! Most kinds are **damage**: something a build could trip over. Three are
+//! Most kinds are **damage**: something a build could trip over. Four are
 //! **litter** ([`ProblemKind::is_litter`]): a stale ref lock file, a dead
-//! pin, and an index file the manifest does not name (left by a compaction
-//! that died). All are left by a process that died, protect nothing, and
-//! are cleared by the next writer, gc or compaction anyway; verify reports
-//! them, repair removes them (a leftover index file by compacting), but
-//! they do not make a store unclean (exit 0).
+//! pin, an index file the manifest does not name (left by a compaction
+//! that died), and what a pack writer killed midway leaves (a pack data
+//! file without its index, a record cut short at the end of a pack index:
+//! the object being appended is absent, as after any crash). All are left
+//! by a process that died and protect nothing; the first three are cleared
+//! by the next writer, gc or compaction anyway, a lone pack data file by
+//! gc (a torn pack tail stays until its pack is rewritten). Verify reports
+//! them, repair removes them (a leftover index file by compacting, a lone
+//! pack data file to quarantine, a torn pack tail by rewriting its pack),
+//! but they do not make a store unclean (exit 0).
 //!
 //! # Repair
 //! Repair never deletes evidence:
-//! - a damaged object or a stray file is moved to `quarantine/` (named
-//!   `<original name>.<unix nanos>`), and so is every object whose links can
-//!   no longer be followed to the end (its closure is incomplete); each
-//!   quarantined object leaves the statistics' size by kind, as its header
-//!   names it (one whose header is unreadable cannot be attributed);
+//! - a damaged object file, a stray file (in a fanout directory or in
+//!   `objects/pack/`) or a lone pack data file is moved to `quarantine/`
+//!   (named `<original name>.<unix nanos>`), and so is every object file
+//!   whose links can no longer be followed to the end (its closure is
+//!   incomplete);
+//! - a pack with damage (a bad header, a damaged record, a corrupt object)
+//!   or a torn tail, or holding an object whose closure is incomplete, is
+//!   rewritten, since packs are never edited: repair claims it (the data
+//!   file's lock, as gc does), copies every intact object it must keep into
+//!   a new pack with its record's write time, syncs the new pack and the
+//!   directory, and only then moves the old data and index files to
+//!   `quarantine/`. A pack whose index cannot be read is moved there whole
+//!   (its objects can no longer be found). A pack a live writer holds is
+//!   left and reported as not repaired (run repair again once that process
+//!   has exited); so is a pack of a format version this build does not read;
+//! - each object that leaves the store this way leaves the statistics' size
+//!   by kind once, as its header names it (one whose header is unreadable
+//!   cannot be attributed); a damaged copy of an object that is intact
+//!   elsewhere leaves nothing, since the object stays;
 //! - an index entry whose part is missing, corrupt or has an incomplete
 //!   closure is removed ([`Index::remove`]: a remove record, so the journal
 //!   keeps the trace), then the index is compacted, which also moves
@@ -61,20 +92,28 @@
 //! sweep half done; so it must not run in a process that holds
 //! [`crate::lock::ExclusiveGuard`]). Writes it
 //! makes in repair go through the ordinary writer paths (shared lock, ref
-//! locks, index journal). Files that vanish mid-walk are skipped. Anything
-//! that may just have been written is re-checked before it is reported: a
-//! link is dangling only if its target is still absent when checked a
-//! second time; an entry or ref only if it still holds the same value; a
+//! locks, index journal; a pack is rewritten under the shared lock and its
+//! own lock, which gc takes too, so they never rewrite one pack at once).
+//! The verifying handle's own pack is closed first (as gc does), so that
+//! its own appends are not mistaken for a live writer's. Files that vanish
+//! mid-walk are skipped. Anything that may just have been written is
+//! re-checked before it is reported: a link is dangling only if its target
+//! is still absent when checked a second time (against the files: a loose
+//! file or a pack index's record, not this handle's memory of records it
+//! wrote); an entry or ref only if it still holds the same value; a
 //! torn journal tail only if it is still there when read again, a damaged
 //! reflog line only if it is still there when read again after its ref's
-//! lock is free (appends happen under that lock). Each hashing worker holds one file open at a time.
+//! lock is free (appends happen under that lock); a pack file that belongs
+//! to no pack only if it still does after the walk. Each hashing worker
+//! holds at most two files open at a time (a pack's data file, and an
+//! index file while it is read).
 //!
 //! Remaining window: a garbage ref is retired unconditionally (it has no
 //! value to compare against); it is re-read just before, so only a writer
 //! that replaces it in that instant is overruled, and its value is then
 //! recorded as the old value in the reflog line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -85,9 +124,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{IdMap, IdSet, ObjectId};
 use crate::index::{Entry, Index, PartView};
-use crate::layout::{Layout, REF_LOCK_SUFFIX};
+use crate::layout::{Layout, PACK_DATA_SUFFIX, PACK_INDEX_SUFFIX, REF_LOCK_SUFFIX};
 use crate::lock::{self, Backoff, HeldLockFile, PinState, SharedGuard, TryCreate, Wait};
 use crate::name::{Namespace, PackageName};
+use crate::object::{self, Header, Kind};
+use crate::pack::{self, PackRecord, PackWriter};
+use crate::packs;
 use crate::publish::{self, Access};
 use crate::refs::{self, Expect};
 use crate::stamp;
@@ -129,8 +171,15 @@ pub enum ProblemKind {
     UnreadableObject,
     /// An object links to an object that does not exist.
     DanglingLink,
-    /// A file in a fanout directory that is not named like an object.
+    /// A file in a fanout directory that is not named like an object, or a
+    /// file in `objects/pack/` that is not part of a pack (an index without
+    /// its data file, anything but `.rsp` and `.rsi` files).
     StrayFile,
+    /// A pack file is damaged: a bad header, an index record that fails its
+    /// checksum, or a format version this build does not read. (A damaged
+    /// object in a pack is a [`ProblemKind::CorruptObject`] naming the
+    /// pack's data file.)
+    DamagedPack,
     /// An index file (manifest, segment, journal) is damaged: checksum,
     /// order, fan-out, a damaged or torn journal record.
     DamagedIndexFile,
@@ -156,6 +205,13 @@ pub enum ProblemKind {
     /// by a compaction that died before switching the manifest or before
     /// removing the files it replaced.
     LeftoverIndexFile,
+    /// Litter: what a pack writer killed midway left: a pack data file
+    /// without its index that no live writer holds (a writer killed while
+    /// making its pack, or gc or repair killed while removing one; no
+    /// reader can find an object in it), or bytes at the end of a pack
+    /// index that are not a whole record (an append cut short: its object
+    /// is absent).
+    PackLeftover,
 }
 
 impl ProblemKind {
@@ -167,6 +223,7 @@ impl ProblemKind {
             ProblemKind::UnreadableObject => "unreadable-object",
             ProblemKind::DanglingLink => "dangling-link",
             ProblemKind::StrayFile => "stray-file",
+            ProblemKind::DamagedPack => "damaged-pack",
             ProblemKind::DamagedIndexFile => "damaged-index-file",
             ProblemKind::DanglingEntry => "dangling-entry",
             ProblemKind::CorruptEntryPart => "corrupt-entry-part",
@@ -178,16 +235,20 @@ impl ProblemKind {
             ProblemKind::StaleLock => "stale-lock",
             ProblemKind::DeadPin => "dead-pin",
             ProblemKind::LeftoverIndexFile => "leftover-index-file",
+            ProblemKind::PackLeftover => "pack-leftover",
         }
     }
 
     /// True for leftovers of dead processes that harm nothing (stale lock
-    /// files, dead pins, index files a dead compaction left): reported and
-    /// removed by repair, but not damage.
+    /// files, dead pins, index files a dead compaction left, what a killed
+    /// pack writer left): reported and removed by repair, but not damage.
     pub fn is_litter(self) -> bool {
         matches!(
             self,
-            ProblemKind::StaleLock | ProblemKind::DeadPin | ProblemKind::LeftoverIndexFile
+            ProblemKind::StaleLock
+                | ProblemKind::DeadPin
+                | ProblemKind::LeftoverIndexFile
+                | ProblemKind::PackLeftover
         )
     }
 }
@@ -208,9 +269,11 @@ pub struct Problem {
 /// What verify found (and repaired).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Object files checked.
+    /// Objects checked: object files and packed copies (an object with
+    /// several copies counts once per copy).
     pub objects: u64,
-    /// Bytes of object files hashed.
+    /// Bytes of objects hashed (a packed object's bytes are its encoding,
+    /// the size its loose file would have).
     pub bytes: u64,
     /// Live index entries checked.
     pub entries: u64,
@@ -239,7 +302,8 @@ impl VerifyReport {
     }
 }
 
-/// Progress of a long verify, reported after each fanout directory.
+/// Progress of a long verify, reported after each pack and each fanout
+/// directory (packs are checked first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VerifyProgress {
     /// Fanout directories finished, out of 256.
@@ -262,7 +326,32 @@ struct WorkerResult {
     links: Vec<(ObjectId, ObjectId)>,
     /// The intact objects of each fanout directory this worker walked.
     present: Vec<(u8, IdSet)>,
+    /// The intact objects of the packs this worker checked.
+    packed: Vec<ObjectId>,
+    /// Damaged object files and stray files: repair moves them to
+    /// quarantine (the object's id, unless a stray file).
     problems: Vec<(Problem, Option<ObjectId>)>,
+    /// Problems found in packs, with what repair does and the id of the
+    /// damaged object, if one.
+    pack_problems: Vec<(Problem, Action, Option<ObjectId>)>,
+}
+
+/// One pack, as listed before the walk.
+struct PackPaths {
+    /// Its files are `<name>.rsp` and `<name>.rsi`.
+    name: String,
+    data: PathBuf,
+    index: PathBuf,
+}
+
+impl PackPaths {
+    fn new(dir: &Path, name: String) -> PackPaths {
+        PackPaths {
+            data: dir.join(format!("{name}{PACK_DATA_SUFFIX}")),
+            index: dir.join(format!("{name}{PACK_INDEX_SUFFIX}")),
+            name,
+        }
+    }
 }
 
 /// What a repair must act on, besides the problems themselves.
@@ -271,6 +360,12 @@ enum Action {
     /// Move the problem's file to quarantine (the object's id, unless it is
     /// a stray file).
     Quarantine(Option<ObjectId>),
+    /// Rewrite this pack (its number in the walk's list) without its
+    /// damaged objects.
+    Pack(usize),
+    /// This object links to a missing one: its copies are quarantined or
+    /// dropped with the other objects whose closure is incomplete.
+    Dangling(ObjectId),
     /// Remove this entry (key encoding) if it is still the entry `id`.
     Entry {
         key: Vec<u8>,
@@ -297,15 +392,28 @@ enum Action {
     Pin,
 }
 
-/// The intact objects the walk found, one set per fanout directory as the
-/// workers built them: no merge into one set after the walk.
+/// The intact objects the walk found, one set per first byte of the id: a
+/// fanout directory's set as its worker built it (no merge of every set
+/// into one after the walk), with the packed ids that start with that byte
+/// added.
 struct Present(Vec<IdSet>);
 
 impl Present {
-    fn new(dirs: impl IntoIterator<Item = (u8, IdSet)>) -> Present {
+    fn new(
+        dirs: impl IntoIterator<Item = (u8, IdSet)>,
+        packed: impl IntoIterator<Item = ObjectId>,
+    ) -> Present {
         let mut sets: Vec<IdSet> = (0..=u8::MAX).map(|_| IdSet::default()).collect();
         for (dir, set) in dirs {
-            sets[usize::from(dir)] = set;
+            let slot = &mut sets[usize::from(dir)];
+            if slot.is_empty() {
+                *slot = set;
+            } else {
+                slot.extend(set);
+            }
+        }
+        for id in packed {
+            sets[usize::from(id.as_bytes()[0])].insert(id);
         }
         Present(sets)
     }
@@ -352,10 +460,17 @@ impl Graph {
         for &id in &bad {
             broken.insert(id, id);
         }
+        let mut unseen = IdSet::default();
         for &(from, to) in links {
             parents.entry(to).or_default().push(from);
-            // Written after its directory was listed: not missing.
-            if !present.contains(&to) && !bad.contains(&to) && !store.contains_object(&to)? {
+            if !present.contains(&to) && !bad.contains(&to) {
+                unseen.insert(to);
+            }
+        }
+        // Written after the walk listed its directory or pack: not missing.
+        let late = on_disk(store, &unseen)?;
+        for to in unseen {
+            if !late.contains(&to) {
                 broken.insert(to, to);
             }
         }
@@ -429,6 +544,30 @@ impl Graph {
         Ok(reach)
     }
 
+    /// Settles which of `ids` the walk did not see are absent from the disk
+    /// now (see [`on_disk`]), so that [`Graph::reach`] does not take this
+    /// handle's memory of a pack record for the record.
+    fn settle_unseen(&self, store: &Store, ids: &[ObjectId]) -> Result<()> {
+        let mut late = self.late.lock().unwrap_or_else(|p| p.into_inner());
+        let unseen: IdSet = ids
+            .iter()
+            .filter(|id| {
+                !self.present.contains(id)
+                    && !self.bad.contains(id)
+                    && !self.broken.contains_key(id)
+                    && !late.contains_key(id)
+            })
+            .copied()
+            .collect();
+        let there = on_disk(store, &unseen)?;
+        for id in unseen {
+            if !there.contains(&id) {
+                late.insert(id, Reach::Missing);
+            }
+        }
+        Ok(())
+    }
+
     /// Objects to quarantine: every present object whose closure is incomplete.
     fn unusable(&self) -> Vec<ObjectId> {
         let mut ids: Vec<ObjectId> = self
@@ -472,11 +611,30 @@ pub fn verify(
         ));
     }
 
-    let next_dir = AtomicUsize::new(0);
+    // This handle's own pack is closed, so that its appends do not count as
+    // a live writer's (a torn tail would go unreported, repair would leave
+    // the pack), as gc does before it rewrites packs.
+    store.packs().close_own_pack()?;
+    let pack_dir = layout.pack_dir();
+    let pack_list: Vec<PackPaths> = packs::list_packs(&pack_dir)?
+        .into_iter()
+        .map(|name| PackPaths::new(&pack_dir, name))
+        .collect();
+    // Reported only if they are still strays after the walk.
+    let pack_strays: Vec<PathBuf> = list_dir(&pack_dir)?
+        .into_iter()
+        .filter(|path| pack_stray_detail(path).is_some())
+        .collect();
+
+    // Work items: the packs first (the largest items, so that the last one
+    // does not keep a worker busy after the others are done), then the 256
+    // fanout directories.
+    let next_item = AtomicUsize::new(0);
     let dirs_done = AtomicUsize::new(0);
     let objects = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let pack_list = &pack_list;
     let (results, index_files) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -485,7 +643,20 @@ pub fn verify(
                     // One read buffer per worker, grown to the largest file.
                     let mut scratch = Vec::new();
                     loop {
-                        let dir = next_dir.fetch_add(1, Ordering::Relaxed);
+                        let item = next_item.fetch_add(1, Ordering::Relaxed);
+                        if let Some(pack) = pack_list.get(item) {
+                            let mut counts = Counts::default();
+                            check_pack(pack, item, &mut out, &mut scratch, &mut counts);
+                            objects.fetch_add(counts.objects, Ordering::Relaxed);
+                            bytes.fetch_add(counts.bytes, Ordering::Relaxed);
+                            progress(VerifyProgress {
+                                dirs_done: dirs_done.load(Ordering::Relaxed),
+                                objects: objects.load(Ordering::Relaxed),
+                                bytes: bytes.load(Ordering::Relaxed),
+                            });
+                            continue;
+                        }
+                        let dir = item - pack_list.len();
                         if dir > usize::from(u8::MAX) {
                             break;
                         }
@@ -542,35 +713,80 @@ pub fn verify(
     report.bytes = bytes.into_inner();
 
     let mut dirs = Vec::new();
-    let mut bad = IdSet::default();
+    let mut packed = Vec::new();
+    // Ids of which a damaged copy was found.
+    let mut damaged = IdSet::default();
     let mut links: Vec<(ObjectId, ObjectId)> = Vec::new();
     for result in results {
         dirs.extend(result.present);
+        packed.extend(result.packed);
         links.extend(result.links);
         for (p, id) in result.problems {
             if let Some(id) = id {
-                bad.insert(id);
+                damaged.insert(id);
             }
             found.push((p, Action::Quarantine(id)));
         }
+        for (p, action, id) in result.pack_problems {
+            if let Some(id) = id {
+                damaged.insert(id);
+            }
+            found.push((p, action));
+        }
     }
+    let present = Present::new(dirs, packed);
+    // An object is damaged only if no copy of it is intact; every damaged
+    // copy is reported (and repaired) all the same.
+    let bad: IdSet = damaged
+        .into_iter()
+        .filter(|id| !present.contains(id))
+        .collect();
     // gc deletes under the exclusive lock, in no particular order: waiting
     // for the shared lock means no sweep is half done while links are
     // re-checked.
     let calm = SharedGuard::acquire(layout, Wait::Block)?;
-    let graph = Graph::build(store, Present::new(dirs), bad, &links)?;
+    let graph = Graph::build(store, present, bad, &links)?;
+    // An object with several copies recorded its links once per copy.
+    let mut dangling: Vec<(ObjectId, ObjectId)> = Vec::new();
+    let mut seen: HashSet<(ObjectId, ObjectId)> = HashSet::new();
     for &(from, to) in &links {
         // gc removing unreachable objects may take the target first and
         // the linking object an instant later: report only what remains.
         if graph.broken.get(&to) == Some(&to)
             && !graph.bad.contains(&to)
+            && seen.insert((from, to))
             && store.contains_object(&from)?
         {
-            let detail = format!("object {from} links to {to}, which does not exist");
-            found.push((
-                problem(ProblemKind::DanglingLink, store.object_path(&from), detail),
-                Action::None,
-            ));
+            dangling.push((from, to));
+        }
+    }
+    // Named by its loose file, or else by the pack that holds it.
+    let mut loose = IdSet::default();
+    let mut in_packs = IdSet::default();
+    for &(from, _) in &dangling {
+        if store.contains_loose(&from)? {
+            loose.insert(from);
+        } else {
+            in_packs.insert(from);
+        }
+    }
+    let holders = packs_holding(pack_list, &in_packs);
+    for (from, to) in dangling {
+        let path = match holders.get(&from).and_then(|packs| packs.first()) {
+            Some(&n) if !loose.contains(&from) => pack_list[n].data.clone(),
+            _ => store.object_path(&from),
+        };
+        let detail = format!("object {from} links to {to}, which does not exist");
+        found.push((
+            problem(ProblemKind::DanglingLink, path, detail),
+            Action::Dangling(from),
+        ));
+    }
+    // Files in the pack directory that belong to no pack, and still do not
+    // now that the walk is over: a pack being made or removed is not one.
+    for path in pack_strays {
+        if let Some((kind, detail)) = pack_stray_detail(&path) {
+            found.push((problem(kind, path, detail), Action::Quarantine(None)));
         }
     }
 
@@ -584,7 +800,7 @@ pub fn verify(
     check_pins(store, &mut found)?;
 
     if options.repair == RepairMode::Repair {
-        repair(store, index.as_ref(), &graph, &mut found)?;
+        repair(store, index.as_ref(), &graph, pack_list, &mut found)?;
     }
     let mut problems: Vec<Problem> = found.into_iter().map(|(p, _)| p).collect();
     problems.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
@@ -691,6 +907,7 @@ fn check_index(
     // The common case, a whole store: every part listed beside the walk is
     // intact, and there is nothing more to look at.
     if let Some((entries, parts)) = &files.parts {
+        graph.settle_unseen(store, parts)?;
         let mut whole = true;
         for &id in parts {
             if graph.reach(store, id)? != Reach::Whole {
@@ -1089,6 +1306,7 @@ fn repair(
     store: &Store,
     index: Option<&Index>,
     graph: &Graph,
+    packs: &[PackPaths],
     found: &mut Vec<(Problem, Action)>,
 ) -> Result<()> {
     let layout = store.layout();
@@ -1098,13 +1316,21 @@ fn repair(
     // Objects: damaged ones and stray files, then every object whose closure
     // is incomplete.
     let recorder = store.stats_recorder();
+    // Objects whose leaving the statistics have counted (once per object,
+    // however many copies it had).
+    let mut uncounted = IdSet::default();
     for (p, action) in found.iter_mut() {
         if let Action::Quarantine(id) = action {
-            let counted = id.and_then(|_| counted_as(&p.path));
+            // A damaged copy of an object intact elsewhere: the object stays.
+            let counted = id
+                .filter(|id| !graph.present.contains(id))
+                .and_then(|id| Some((id, counted_as(&p.path)?)));
             match move_to_quarantine(&p.path, &quarantine) {
                 Ok(to) => {
                     p.repaired = Some(format!("moved to {}", to.display()));
-                    if let Some((kind, len)) = counted {
+                    if let Some((id, (kind, len))) = counted
+                        && uncounted.insert(id)
+                    {
                         recorder.object_changed(kind, len, -1);
                     }
                 }
@@ -1115,14 +1341,17 @@ fn repair(
             }
         }
     }
-    let mut moved: HashMap<ObjectId, PathBuf> = HashMap::new();
-    for id in graph.unusable() {
+    let unusable = graph.unusable();
+    let mut moved: IdMap<PathBuf> = IdMap::default();
+    for &id in &unusable {
         let path = store.object_path(&id);
         let counted = counted_as(&path);
         match move_to_quarantine(&path, &quarantine) {
             Ok(to) => {
                 moved.insert(id, to);
-                if let Some((kind, len)) = counted {
+                if let Some((kind, len)) = counted
+                    && uncounted.insert(id)
+                {
                     recorder.object_changed(kind, len, -1);
                 }
             }
@@ -1130,26 +1359,101 @@ fn repair(
             Err(e) => return Err(e),
         }
     }
-    let mut unusable: Vec<(ObjectId, PathBuf)> = moved.into_iter().collect();
-    unusable.sort();
-    for (id, to) in unusable {
-        let path = store.object_path(&id);
-        let note = format!("its closure is incomplete; moved to {}", to.display());
-        let mut reported = false;
-        for (p, _) in found.iter_mut() {
-            if p.kind == ProblemKind::DanglingLink && p.path == path {
+
+    // Packs: every pack with damage, or holding an object whose closure is
+    // incomplete, is rewritten without them.
+    let drop_ids: IdSet = unusable.iter().copied().collect();
+    let holders = packs_holding(packs, &drop_ids);
+    let mut rewrite: BTreeSet<usize> = found
+        .iter()
+        .filter_map(|(_, action)| match action {
+            Action::Pack(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    rewrite.extend(holders.values().flatten().copied());
+    let mut outcomes: HashMap<usize, Rewrite> = HashMap::new();
+    if !rewrite.is_empty() {
+        let _writing = store.writing()?;
+        let cut = Cut {
+            drop: &drop_ids,
+            present: &graph.present,
+            recorder,
+            quarantine: &quarantine,
+            tmp_dir: layout.tmp_dir(),
+        };
+        for n in rewrite {
+            outcomes.insert(n, rewrite_pack(&packs[n], &cut, &mut uncounted)?);
+        }
+        forget_removed_packs(store)?;
+    }
+    for (p, action) in found.iter_mut() {
+        if let Action::Pack(n) = action {
+            match &outcomes[n] {
+                Rewrite::Left(why) => not_repaired(p, why),
+                outcome => p.repaired = Some(outcome.note()),
+            }
+        }
+    }
+
+    for id in unusable {
+        let mut done = Vec::new();
+        let mut left = Vec::new();
+        if let Some(to) = moved.get(&id) {
+            done.push(format!("moved to {}", to.display()));
+        }
+        let in_packs = holders.get(&id).map_or(&[][..], Vec::as_slice);
+        for &n in in_packs {
+            match &outcomes[&n] {
+                Rewrite::Left(why) => left.push(format!("left in pack {}: {why}", packs[n].name)),
+                // gc copies what a root reaches: it may have kept a copy.
+                Rewrite::Gone => left.push(format!(
+                    "pack {} was rewritten by another process meanwhile; run `rask-store \
+                     verify --repair` again",
+                    packs[n].name
+                )),
+                outcome => done.push(format!(
+                    "dropped from pack {}: {}",
+                    packs[n].name,
+                    outcome.note()
+                )),
+            }
+        }
+        if done.is_empty() && left.is_empty() {
+            continue; // removed by another process meanwhile
+        }
+        let note = format!("its closure is incomplete; {}", done.join("; "));
+        let apply = |p: &mut Problem| {
+            if left.is_empty() {
                 p.repaired = Some(note.clone());
+            } else {
+                if !done.is_empty() {
+                    p.detail.push_str(&format!("; {note}"));
+                }
+                not_repaired(p, &left.join("; "));
+            }
+        };
+        let mut reported = false;
+        for (p, action) in found.iter_mut() {
+            if let Action::Dangling(from) = action
+                && *from == id
+            {
+                apply(p);
                 reported = true;
             }
         }
         if !reported {
             let witness = graph.broken.get(&id).copied().unwrap_or(id);
+            let path = match in_packs.first() {
+                Some(&n) if !moved.contains_key(&id) => packs[n].data.clone(),
+                _ => store.object_path(&id),
+            };
             let mut p = problem(
                 ProblemKind::DanglingLink,
                 path,
                 format!("object {id} reaches {witness}, which is missing or damaged"),
             );
-            p.repaired = Some(note);
+            apply(&mut p);
             found.push((p, Action::None));
         }
     }
@@ -1423,4 +1727,591 @@ fn move_to_quarantine(path: &Path, quarantine: &Path) -> Result<PathBuf> {
     let to = quarantine.join(format!("{name}.{nanos}"));
     fs::rename(path, &to).at("move to quarantine", path)?;
     Ok(to)
+}
+
+/// Whether an error is a file that is not there.
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+/// `offset..end` of a record's bytes in its data file.
+fn byte_range(record: &PackRecord) -> String {
+    match record.offset.checked_add(record.len) {
+        Some(end) => format!("{}..{end}", record.offset),
+        None => format!("{}.. (a length of {} overflows)", record.offset, record.len),
+    }
+}
+
+/// What a pack data file's header says.
+enum DataHeader {
+    Good,
+    Damaged(String),
+    /// Another format version (this build reads [`pack::PACK_VERSION`]).
+    Version(u32),
+}
+
+fn data_header(bytes: &[u8]) -> DataHeader {
+    if bytes.len() < pack::HEADER_LEN {
+        return DataHeader::Damaged(format!(
+            "the data file is {} bytes, shorter than its {}-byte header",
+            bytes.len(),
+            pack::HEADER_LEN
+        ));
+    }
+    if bytes[..4] != pack::DATA_MAGIC {
+        return DataHeader::Damaged("the data file's header is not a pack's (bad magic)".into());
+    }
+    let version = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    if version != pack::PACK_VERSION {
+        return DataHeader::Version(version);
+    }
+    DataHeader::Good
+}
+
+/// Why a record's object cannot be used.
+enum RecordFault {
+    /// Its bytes are missing or do not check.
+    Corrupt(String),
+    /// They could not be read.
+    Io(io::Error),
+}
+
+/// The bytes a record names, read into `scratch` (grown to fit, never
+/// shrunk); not yet checked against the id.
+fn read_record<'b>(
+    data: &File,
+    record: &PackRecord,
+    file_len: u64,
+    scratch: &'b mut Vec<u8>,
+) -> std::result::Result<&'b [u8], RecordFault> {
+    let end = record.offset.checked_add(record.len);
+    if record.offset < pack::HEADER_LEN as u64 || end.is_none_or(|end| end > file_len) {
+        return Err(RecordFault::Corrupt(format!(
+            "its index record places it outside the objects of the {file_len}-byte data file \
+             (the pack was cut short, or the record is wrong)"
+        )));
+    }
+    // No larger than the file, which was just checked.
+    let len = record.len as usize;
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    let got = pack::read_at(data, &mut scratch[..len], record.offset).map_err(RecordFault::Io)?;
+    if got < len {
+        return Err(RecordFault::Corrupt(format!(
+            "the data file ends {got} bytes into it (it shrank while verify read it)"
+        )));
+    }
+    Ok(&scratch[..len])
+}
+
+/// Checks a packed object's encoding as a loose file is checked: header
+/// against its length, then the id by re-hashing. Returns its links.
+fn check_encoding(id: &ObjectId, bytes: &[u8]) -> std::result::Result<Vec<ObjectId>, String> {
+    match object::check_read_whole(id, bytes) {
+        Some(checked) => checked.map(|(_, links)| links),
+        None => Err(match Header::decode(bytes) {
+            Err(reason) => reason,
+            Ok(header) => format!(
+                "its header describes {} bytes, its index record {}",
+                header
+                    .file_len()
+                    .map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+                bytes.len()
+            ),
+        }),
+    }
+}
+
+/// The kind a packed object's header names (for the statistics), if its
+/// header is readable.
+fn record_kind(data: &File, record: &PackRecord) -> Option<Kind> {
+    let mut head = [0u8; object::HEADER_LEN];
+    let got = pack::read_at(data, &mut head, record.offset).ok()?;
+    Header::decode(&head[..got]).ok().map(|h| h.kind)
+}
+
+/// Checks pack number `n` (module docs, "What is checked"): problems go to
+/// `out.pack_problems`, intact objects to `out.packed` and their links to
+/// `out.links`.
+fn check_pack(
+    pack: &PackPaths,
+    n: usize,
+    out: &mut WorkerResult,
+    scratch: &mut Vec<u8>,
+    counts: &mut Counts,
+) {
+    let mut report = |kind: ProblemKind, path: &Path, detail: String, action: Action| {
+        out.pack_problems
+            .push((problem(kind, path.to_path_buf(), detail), action, None));
+    };
+    // A live writer's pack may end in a record being appended, or lack its
+    // headers for an instant after it was made: normal, not damage. No
+    // writer starts appending to a pack that exists, so once a pack is not
+    // being written, what follows reads a pack that no longer changes.
+    let live = match pack::is_being_written(&pack.data) {
+        Ok(live) => live,
+        // Removed since it was listed (gc rewrote it), or an index without
+        // its data file (a stray of the pack directory).
+        Err(e) if is_not_found(&e) => return,
+        Err(e) => {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.data,
+                format!("cannot be read: {e}"),
+                Action::None,
+            );
+            return;
+        }
+    };
+    let index = match pack::read_index(&pack.index) {
+        Ok(index) => index,
+        Err(e) if is_not_found(&e) => return,
+        Err(Error::Corrupt { reason, .. }) => {
+            if !live {
+                report(
+                    ProblemKind::DamagedPack,
+                    &pack.index,
+                    format!("the pack's index: {reason}; none of its objects can be found"),
+                    Action::Pack(n),
+                );
+            }
+            return;
+        }
+        Err(e @ Error::UnsupportedFormat { .. }) => {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.index,
+                format!("{e}; its objects are not checked, and repair leaves the pack as it is"),
+                Action::None,
+            );
+            return;
+        }
+        Err(e) => {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.index,
+                format!("cannot be read: {e}"),
+                Action::None,
+            );
+            return;
+        }
+    };
+    let data = match File::open(&pack.data) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.data,
+                format!("cannot be opened: {e}"),
+                Action::None,
+            );
+            return;
+        }
+    };
+    // Read after the index: every record read names bytes written before it.
+    let header = data.metadata().and_then(|meta| {
+        let mut head = [0u8; pack::HEADER_LEN];
+        let got = pack::read_at(&data, &mut head, 0)?;
+        Ok((meta.len(), data_header(&head[..got])))
+    });
+    let file_len = match header {
+        Ok((file_len, DataHeader::Good)) => file_len,
+        Ok((file_len, DataHeader::Damaged(reason))) => {
+            if !live {
+                report(
+                    ProblemKind::DamagedPack,
+                    &pack.data,
+                    reason,
+                    Action::Pack(n),
+                );
+            }
+            file_len
+        }
+        Ok((_, DataHeader::Version(version))) => {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.data,
+                format!(
+                    "a pack data file of version {version}, but this rask-store reads version \
+                     {}; its objects are not checked, and repair leaves the pack as it is",
+                    pack::PACK_VERSION
+                ),
+                Action::None,
+            );
+            return;
+        }
+        Err(e) => {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.data,
+                format!("cannot be read: {e}"),
+                Action::None,
+            );
+            return;
+        }
+    };
+    if !live {
+        for (offset, what) in &index.damaged {
+            report(
+                ProblemKind::DamagedPack,
+                &pack.index,
+                format!(
+                    "the index record at byte {offset}: {what}; the object it named can no \
+                     longer be found"
+                ),
+                Action::Pack(n),
+            );
+        }
+        if let Some((offset, len)) = index.torn_tail {
+            report(
+                ProblemKind::PackLeftover,
+                &pack.index,
+                format!(
+                    "the last {len} bytes (from byte {offset}) are not a whole record: an append \
+                     cut short, whose object is absent"
+                ),
+                Action::Pack(n),
+            );
+        }
+    }
+    for record in &index.records {
+        counts.objects += 1;
+        let fault = match read_record(&data, record, file_len, scratch) {
+            Ok(bytes) => match check_encoding(&record.id, bytes) {
+                Ok(links) => {
+                    counts.bytes += record.len;
+                    out.links.extend(links.iter().map(|&to| (record.id, to)));
+                    out.packed.push(record.id);
+                    continue;
+                }
+                Err(reason) => RecordFault::Corrupt(reason),
+            },
+            Err(fault) => fault,
+        };
+        let (kind, reason) = match fault {
+            RecordFault::Corrupt(reason) => (ProblemKind::CorruptObject, reason),
+            RecordFault::Io(e) => (
+                ProblemKind::UnreadableObject,
+                format!("cannot be read: {e}"),
+            ),
+        };
+        let detail = format!(
+            "object {} at bytes {} of the pack: {reason}",
+            record.id,
+            byte_range(record)
+        );
+        out.pack_problems.push((
+            problem(kind, pack.data.clone(), detail),
+            Action::Pack(n),
+            Some(record.id),
+        ));
+    }
+}
+
+/// Why a file in the pack directory is not part of a pack, and whether
+/// that is litter or damage; `None` when it is part of one (a data file
+/// with its index beside it, or the reverse), when it is gone, or when it
+/// is a data file a live writer holds (a pack being made: its index comes
+/// next).
+fn pack_stray_detail(path: &Path) -> Option<(ProblemKind, String)> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    let exists = |p: &Path| fs::symlink_metadata(p).is_ok();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| meta.is_file());
+    if let Some(name) = name {
+        if let Some(stem) = name.strip_suffix(PACK_DATA_SUFFIX) {
+            let partner = path.with_file_name(format!("{stem}{PACK_INDEX_SUFFIX}"));
+            if exists(&partner) || matches!(pack::is_being_written(path), Ok(true)) {
+                return None;
+            }
+            return Some((
+                ProblemKind::PackLeftover,
+                format!(
+                    "a pack data file without its index ({}), which no live writer holds: left \
+                     by a writer killed while making its pack, or by gc or repair killed while \
+                     removing one; no reader finds an object in it",
+                    partner.display()
+                ),
+            ));
+        }
+        if let Some(stem) = name.strip_suffix(PACK_INDEX_SUFFIX) {
+            let partner = path.with_file_name(format!("{stem}{PACK_DATA_SUFFIX}"));
+            if exists(&partner) {
+                return None;
+            }
+            return Some((
+                ProblemKind::StrayFile,
+                format!(
+                    "a pack index without its data file ({}): the objects it names are gone",
+                    partner.display()
+                ),
+            ));
+        }
+    }
+    Some((
+        ProblemKind::StrayFile,
+        format!(
+            "not a pack file (a pack is <name>{PACK_DATA_SUFFIX} with <name>{PACK_INDEX_SUFFIX})"
+        ),
+    ))
+}
+
+/// The ids of `ids` that are on disk now: a loose file, or a record in the
+/// index of a pack in the directory now. Asked of the files, not of this
+/// handle's table of packs, which remembers the records it read or wrote
+/// even after the index on disk lost them. Reads every pack index once;
+/// nothing when every id is loose.
+fn on_disk(store: &Store, ids: &IdSet) -> Result<IdSet> {
+    let mut out = IdSet::default();
+    let mut rest = IdSet::default();
+    for &id in ids {
+        if store.contains_loose(&id)? {
+            out.insert(id);
+        } else {
+            rest.insert(id);
+        }
+    }
+    if !rest.is_empty() {
+        let dir = store.layout().pack_dir();
+        let packs: Vec<PackPaths> = packs::list_packs(&dir)?
+            .into_iter()
+            .map(|name| PackPaths::new(&dir, name))
+            .collect();
+        out.extend(packs_holding(&packs, &rest).into_keys());
+    }
+    Ok(out)
+}
+
+/// For each id of `wanted`, the packs of `packs` (by number) whose index
+/// names it. Reads every index once; nothing when `wanted` is empty.
+fn packs_holding(packs: &[PackPaths], wanted: &IdSet) -> IdMap<Vec<usize>> {
+    let mut out: IdMap<Vec<usize>> = IdMap::default();
+    if wanted.is_empty() {
+        return out;
+    }
+    for (n, pack) in packs.iter().enumerate() {
+        // An unreadable index names nothing (it is reported as damaged).
+        let Ok(index) = pack::read_index(&pack.index) else {
+            continue;
+        };
+        for record in &index.records {
+            if wanted.contains(&record.id) {
+                let holders = out.entry(record.id).or_default();
+                if holders.last() != Some(&n) {
+                    holders.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What rewriting a pack came to.
+enum Rewrite {
+    /// Rewritten: the new pack (none when nothing was left to copy), the
+    /// objects copied and dropped, and where the old files went.
+    Done {
+        new: Option<String>,
+        kept: u64,
+        dropped: u64,
+        quarantined: Vec<PathBuf>,
+    },
+    /// Removed or replaced by another process (gc) since the walk.
+    Gone,
+    /// Left as it is, for this reason.
+    Left(String),
+}
+
+impl Rewrite {
+    /// What repair did, for a problem's `repaired`.
+    fn note(&self) -> String {
+        match self {
+            Rewrite::Done {
+                new,
+                kept,
+                dropped,
+                quarantined,
+            } => {
+                let moved: Vec<String> = quarantined
+                    .iter()
+                    .map(|q| q.display().to_string())
+                    .collect();
+                let moved = if moved.is_empty() {
+                    "gone meanwhile".to_string()
+                } else {
+                    format!("moved to {}", moved.join(" and "))
+                };
+                match new {
+                    Some(new) => format!(
+                        "pack rewritten as {new}{PACK_DATA_SUFFIX} ({kept} objects copied, \
+                         {dropped} dropped); its old files {moved}"
+                    ),
+                    None => format!(
+                        "pack removed: no intact object of it to keep ({dropped} dropped); its \
+                         files {moved}"
+                    ),
+                }
+            }
+            Rewrite::Gone => {
+                "the pack was rewritten or removed by another process meanwhile".into()
+            }
+            Rewrite::Left(why) => why.clone(),
+        }
+    }
+}
+
+/// Marks a problem as left, saying why: it stays damage (`repaired` stays
+/// `None`, so verify still exits non-zero).
+fn not_repaired(p: &mut Problem, why: &str) {
+    p.detail.push_str(&format!("; not repaired: {why}"));
+}
+
+/// What a pack rewrite drops, and where it reports to.
+struct Cut<'a> {
+    /// Objects whose closure is incomplete: dropped from every pack.
+    drop: &'a IdSet,
+    /// Objects intact somewhere (a damaged copy of one leaves the
+    /// statistics nothing).
+    present: &'a Present,
+    recorder: &'a crate::stats::StatsRecorder,
+    quarantine: &'a Path,
+    /// Where a new pack's files are made before they are linked into place.
+    tmp_dir: &'a Path,
+}
+
+/// Rewrites one pack without its damaged records and the objects of
+/// `cut.drop` (module docs, "Repair").
+fn rewrite_pack(pack: &PackPaths, cut: &Cut<'_>, uncounted: &mut IdSet) -> Result<Rewrite> {
+    let data = match File::open(&pack.data) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Rewrite::Gone),
+        Err(e) => return Err(Error::io("open pack", &pack.data, e)),
+    };
+    // Claimed as gc claims a pack: a live writer (or gc, or another repair)
+    // holding it keeps it.
+    match data.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Ok(Rewrite::Left(
+                "the pack is being written by a live process; run `rask-store verify \
+                 --repair` again after that process has exited"
+                    .into(),
+            ));
+        }
+        Err(TryLockError::Error(e)) => return Err(Error::io("lock pack", &pack.data, e)),
+    }
+    // gc may have rewritten it between the walk and the lock.
+    if !lock::still_at(&data, &pack.data).at("look up", &pack.data)? {
+        return Ok(Rewrite::Gone);
+    }
+    let index = match pack::read_index(&pack.index) {
+        Ok(index) => Some(index),
+        Err(e) if is_not_found(&e) => return Ok(Rewrite::Gone),
+        // Its objects cannot be found: the pack goes to quarantine whole.
+        Err(Error::Corrupt { .. }) => None,
+        Err(Error::UnsupportedFormat { .. }) => {
+            return Ok(Rewrite::Left(
+                "its index is of a pack format version this build does not read".into(),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut head = [0u8; pack::HEADER_LEN];
+    let got = pack::read_at(&data, &mut head, 0).at("read pack", &pack.data)?;
+    if let DataHeader::Version(version) = data_header(&head[..got]) {
+        return Ok(Rewrite::Left(format!(
+            "its data file is of pack format version {version}, which this build does not read"
+        )));
+    }
+    let file_len = data.metadata().at("read metadata of", &pack.data)?.len();
+    let dir = pack.data.parent().unwrap_or(Path::new("."));
+    let mut writer: Option<(PackWriter, String)> = None;
+    let (mut kept, mut dropped) = (0u64, 0u64);
+    let records = index.as_ref().map_or(&[][..], |i| i.records.as_slice());
+    // A copy keeps the newest write time of its object's records (gc's
+    // grace period and size cap count from it).
+    let mut newest: IdMap<u64> = IdMap::default();
+    for record in records {
+        let t = newest.entry(record.id).or_default();
+        *t = (*t).max(record.written_unix_nanos);
+    }
+    let mut copied = IdSet::default();
+    let mut buf = Vec::new();
+    for record in records {
+        if copied.contains(&record.id) {
+            continue; // a second copy in this pack: one is enough
+        }
+        let unusable = cut.drop.contains(&record.id);
+        let intact = match (unusable, read_record(&data, record, file_len, &mut buf)) {
+            (false, Ok(bytes)) if check_encoding(&record.id, bytes).is_ok() => Some(bytes),
+            _ => None,
+        };
+        let Some(bytes) = intact else {
+            dropped += 1;
+            let gone = unusable || !cut.present.contains(&record.id);
+            if gone
+                && uncounted.insert(record.id)
+                && let Some(kind) = record_kind(&data, record)
+            {
+                cut.recorder.object_changed(kind, record.len, -1);
+            }
+            continue;
+        };
+        let out = match &mut writer {
+            Some((w, _)) => w,
+            None => {
+                let name = packs::new_pack_name();
+                let w = PackWriter::create_in(
+                    &dir.join(format!("{name}{PACK_DATA_SUFFIX}")),
+                    &dir.join(format!("{name}{PACK_INDEX_SUFFIX}")),
+                    cut.tmp_dir,
+                )?;
+                &mut writer.insert((w, name)).0
+            }
+        };
+        let written = newest
+            .get(&record.id)
+            .copied()
+            .unwrap_or(record.written_unix_nanos);
+        out.append_encoded(record.id, bytes, written)?;
+        copied.insert(record.id);
+        kept += 1;
+    }
+    let new = match writer {
+        Some((w, name)) => {
+            w.sync()?;
+            Some(name)
+        }
+        None => None,
+    };
+    // The copies must be durable before the only other copies go.
+    crate::publish::sync_dir(dir)?;
+    let mut quarantined = Vec::new();
+    // The index first: the pack stops being listed before its data goes.
+    for path in [&pack.index, &pack.data] {
+        match move_to_quarantine(path, cut.quarantine) {
+            Ok(to) => quarantined.push(to),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    crate::publish::sync_dir(dir)?;
+    drop(data);
+    Ok(Rewrite::Done {
+        new,
+        kept,
+        dropped,
+        quarantined,
+    })
+}
+
+/// Brings this handle's pack table up to date, so that it stops finding
+/// objects in the packs repair moved to quarantine (it would still read
+/// them from the files it has open).
+fn forget_removed_packs(store: &Store) -> Result<()> {
+    store.packs().refresh_now()
 }

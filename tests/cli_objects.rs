@@ -90,6 +90,15 @@ fn put_with_no_file_reads_stdin_and_links_must_exist() {
     assert!(json.contains(&format!(r#""id":"{node}""#)), "{json}");
     assert!(json.contains(r#""kind":"instance","size":4"#), "{json}");
     assert!(json.contains(&format!(r#""links":["{leaf}"]"#)), "{json}");
+    // A small object is packed: show names its pack and where it starts.
+    assert!(
+        text.contains("pack   ") && text.contains(".rsp at byte "),
+        "{text}"
+    );
+    assert!(
+        json.contains("/objects/pack/") && json.contains(r#"","offset":"#),
+        "{json}"
+    );
 
     let absent = "ab".repeat(32);
     let out = cli_with_input(&store, &["put", "--link", &absent], b"x");
@@ -190,12 +199,12 @@ fn unreadable_inputs_are_named() {
 #[test]
 fn unknown_or_newer_formats_are_refused_with_what_to_do() {
     let (_dir, store) = init_store();
-    fs::write(store.join("format"), "rask-store format 2\nhash blake3\n").unwrap();
+    fs::write(store.join("format"), "rask-store format 3\nhash blake3\n").unwrap();
     let out = cli(&store, &["exists", &"a".repeat(64)]);
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
     assert!(
-        err.contains("has format 2") && err.contains("reads format 1"),
+        err.contains("has format 3") && err.contains("reads format 1 to 2"),
         "{err}"
     );
     assert!(err.contains("delete the cache directory"), "{err}");

@@ -19,8 +19,18 @@ fn pkg(name: &str) -> PackageName {
 }
 
 fn open() -> (tempfile::TempDir, Store) {
+    open_with(StoreOptions::default())
+}
+
+/// A store that writes loose files, for the tests that delete one object's
+/// file to stand for a lost object.
+fn open_loose() -> (tempfile::TempDir, Store) {
+    open_with(StoreOptions::default().loose())
+}
+
+fn open_with(options: StoreOptions) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), options).unwrap();
     (dir, store)
 }
 
@@ -267,7 +277,7 @@ fn the_quick_path_skips_an_unchanged_package_without_touching_the_index() {
 
 #[test]
 fn a_previous_build_whose_metadata_is_gone_is_rebuilt_not_an_error() {
-    let (_dir, store) = open();
+    let (_dir, store) = open_loose();
     let index = Index::open(&store).unwrap();
     let built = build_app(&store, &index, &[b"a.rk"], &[]);
     std::fs::remove_file(store.object_path(&built.meta)).unwrap();
@@ -466,7 +476,7 @@ fn explain_names_the_component_that_changed() {
 
 #[test]
 fn stats_show_hits_and_misses_per_tier_after_publish() {
-    let (_dir, store) = open();
+    let (_dir, store) = open_loose();
     let index = Index::open(&store).unwrap();
     let app = pkg("app");
     let ns = rask("1.0").namespace().unwrap();

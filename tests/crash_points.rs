@@ -50,9 +50,21 @@ struct Model {
 }
 
 /// A store with three published packages (a root linking three leaves
-/// each) and twelve entries, half in a segment and half in the journal.
+/// each) and twelve entries, half in a segment and half in the journal,
+/// all in loose files, and configured to stay so: the fault points below
+/// are those of the loose layout (the pack points have their own test).
 fn seeded(root: &Path) -> Model {
-    let store = Store::create(root, StoreOptions::with_durability(Durability::None)).unwrap();
+    let model = seeded_with(
+        root,
+        StoreOptions::with_durability(Durability::None).loose(),
+    );
+    let out = cli(root, &["config", "objects.pack-max", "0"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    model
+}
+
+fn seeded_with(root: &Path, options: StoreOptions) -> Model {
+    let store = Store::create(root, options).unwrap();
     let index = Index::open(&store).unwrap();
     let mut model = Model {
         objects: BTreeMap::new(),
@@ -116,7 +128,15 @@ fn die_at(root: &Path, spec: &str, args: &[&str]) -> Output {
 }
 
 fn open(root: &Path, when: &str) -> (Store, Index) {
-    let store = Store::open(root, StoreOptions::with_durability(Durability::None))
+    open_with(
+        root,
+        when,
+        StoreOptions::with_durability(Durability::None).loose(),
+    )
+}
+
+fn open_with(root: &Path, when: &str, options: StoreOptions) -> (Store, Index) {
+    let store = Store::open(root, options)
         .unwrap_or_else(|e| panic!("{when}: the store does not reopen: {e}"));
     let index = Index::open(&store).unwrap_or_else(|e| panic!("{when}: the index: {e}"));
     (store, index)
@@ -548,4 +568,91 @@ fn the_environment_arms_a_point_too() {
     model.refs.insert("io", new);
     model.objects.insert(new, b"io next".to_vec());
     assert_intact(&root, &model, "env");
+}
+
+/// The pack fault points, through a packed store: a `put` killed while it
+/// makes its pack (data file made, index not yet in place), after an
+/// object's bytes (no record yet), and halfway through a record; and a gc
+/// killed between removing a rewritten pack's index and its data file.
+/// Each time everything published survives, the object being put is
+/// absent, verify finds no damage, and the same put then succeeds.
+#[test]
+fn a_packed_put_or_gc_killed_at_each_pack_step_loses_nothing_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let packed = StoreOptions::with_durability(Durability::None);
+    let model = seeded_with(&root, packed);
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for (n, point) in [
+        "pack-index-publish",
+        "pack-object-written",
+        "pack-record-append",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = pseudo_random(700 + n, 500 + n as u64);
+        let more = pseudo_random(900 + n, 600 + n as u64);
+        fs::write(&first, &bytes).unwrap();
+        fs::write(&second, &more).unwrap();
+        let id = compute_id(Kind::Blob, &[], &bytes);
+        // The first object of this process makes its pack; the second
+        // appends to it. `pack-index-publish` dies in the first, the append
+        // points in the second (their first arrival is the first object).
+        let spec = if point == "pack-index-publish" {
+            point.to_string()
+        } else {
+            format!("{point}:2")
+        };
+        die_at(
+            &root,
+            &spec,
+            &["put", first.to_str().unwrap(), second.to_str().unwrap()],
+        );
+        assert_intact(&root, &model, point);
+        {
+            let (store, _) = open_with(&root, point, packed);
+            let lost = compute_id(Kind::Blob, &[], &more);
+            assert!(
+                matches!(store.get_object(&lost), Err(Error::NotFound { .. })),
+                "{point}: the object being appended is absent"
+            );
+            if point == "pack-index-publish" {
+                assert!(matches!(store.get_object(&id), Err(Error::NotFound { .. })));
+            } else {
+                assert_eq!(store.get_object(&id).unwrap().payload(), &bytes[..]);
+            }
+        }
+        let found = problems(&root);
+        assert!(
+            found.iter().all(|p| p.kind.is_litter()),
+            "{point}: {found:?}"
+        );
+        let out = cli(
+            &root,
+            &["put", first.to_str().unwrap(), second.to_str().unwrap()],
+        );
+        assert_eq!(code(&out), 0, "{point}: {}", stderr(&out));
+        let got = cli(&root, &["get", &id.to_string()]);
+        assert_eq!(got.stdout, bytes, "{point}: put again");
+    }
+
+    // gc rewrites the packs (their live share fell, and they are small)
+    // and dies between one old pack's index and its data file.
+    die_at(
+        &root,
+        "gc-object-removed",
+        &["gc", "--grace", "0", "--force"],
+    );
+    assert_intact(&root, &model, "gc killed mid-removal");
+    let found = problems(&root);
+    assert!(
+        found.iter().all(|p| p.kind.is_litter()),
+        "gc killed mid-removal: {found:?}"
+    );
+    repair_leaves_it_clean(&root, "pack points");
+    assert_intact(&root, &model, "pack points, repaired");
+    assert_eq!(code(&cli(&root, &["gc", "--grace", "0", "--force"])), 0);
+    assert_intact(&root, &model, "pack points, collected");
+    assert_eq!(problems(&root), Vec::new());
 }

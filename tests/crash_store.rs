@@ -208,6 +208,7 @@ fn allowed_after_a_crash(kind: ProblemKind) -> bool {
             | ProblemKind::StaleLock
             | ProblemKind::DeadPin
             | ProblemKind::LeftoverIndexFile
+            | ProblemKind::PackLeftover
     )
 }
 

@@ -17,7 +17,7 @@ fn age(store: &Store, id: &ObjectId, by: Duration) {
 #[test]
 fn reachable_and_young_objects_survive_old_garbage_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let leaf = store.put_object(Kind::Ast, &[], b"leaf").unwrap();
     let mid = store.put_object(Kind::Instance, &[leaf], b"mid").unwrap();
     let root = store.put_object(Kind::Root, &[mid], b"root").unwrap();
@@ -76,7 +76,7 @@ fn reachable_and_young_objects_survive_old_garbage_does_not() {
 #[test]
 fn zero_grace_collects_everything_unreachable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let kept = store.put_object(Kind::Meta, &[], b"kept").unwrap();
     for i in 0..50u32 {
         store.put_object(Kind::Memo, &[], &i.to_le_bytes()).unwrap();

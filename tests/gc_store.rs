@@ -40,7 +40,7 @@ fn policy() -> GcPolicy {
 #[test]
 fn refs_reflogs_pins_and_entries_are_roots() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let index = Index::open(&store).unwrap();
     let ns = Namespace::new("rask-1.0").unwrap();
     let pkg = PackageName::new("app").unwrap();
@@ -101,7 +101,7 @@ fn refs_reflogs_pins_and_entries_are_roots() {
 #[test]
 fn a_size_cap_evicts_least_recently_used_entries_first() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let index = Index::open(&store).unwrap();
     let ns = Namespace::new("rask-1.0").unwrap();
     // Ten entries of ~10 KB each, entry i last used i hours ago (0 = most recent).
@@ -236,7 +236,7 @@ fn writer_child() {
 fn gc_in_a_loop_never_loses_what_refs_and_entries_reach() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
-    let store = Store::create(&root, StoreOptions::default()).unwrap();
+    let store = Store::create(&root, StoreOptions::default().loose()).unwrap();
     let index = Index::open(&store).unwrap();
     let ns = Namespace::new("rask-1.0").unwrap();
     // Old garbage for gc to find while the writers run.

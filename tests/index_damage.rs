@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use rask_store::index::{IndexOptions, MissCause};
 use rask_store::{Component, Durability, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
 
+/// A store of loose files: these tests damage one object's file.
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::create(
         dir.path().join("cache"),
-        StoreOptions::with_durability(Durability::None),
+        StoreOptions::with_durability(Durability::None).loose(),
     )
     .unwrap();
     (dir, store)

@@ -7,8 +7,18 @@ use rask_store::index::{AutoCompact, IndexOptions, MissCause, NamedParts, PartRe
 use rask_store::{Component, Index, Key, Kind, Lookup, Namespace, Store, StoreOptions};
 
 fn store() -> (tempfile::TempDir, Store) {
+    store_with(StoreOptions::default())
+}
+
+/// A store of loose files, for the tests that delete or damage one
+/// object's file.
+fn loose_store() -> (tempfile::TempDir, Store) {
+    store_with(StoreOptions::default().loose())
+}
+
+fn store_with(options: StoreOptions) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), options).unwrap();
     (dir, store)
 }
 
@@ -139,7 +149,7 @@ fn namespaces_and_keys_do_not_collide() {
 
 #[test]
 fn a_deleted_part_object_reads_as_a_dangling_miss() {
-    let (_dir, store) = store();
+    let (_dir, store) = loose_store();
     let index = Index::open(&store).unwrap();
     let k = key("rask-1", 3);
     index
@@ -161,7 +171,7 @@ fn a_deleted_part_object_reads_as_a_dangling_miss() {
 
 #[test]
 fn a_damaged_part_object_reads_as_a_corrupt_miss() {
-    let (_dir, store) = store();
+    let (_dir, store) = loose_store();
     let index = Index::open(&store).unwrap();
     let k = key("rask-1", 4);
     index

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{bin, files_under};
+use common::{bin, cli, files_under, stored_objects};
 use rask_store::{Kind, Store, StoreOptions, object::compute_id};
 
 const WRITERS: usize = 6;
@@ -23,9 +23,19 @@ fn payload(writer: usize, i: usize) -> Vec<u8> {
 
 #[test]
 fn concurrent_writers_leave_every_object_intact_and_no_temp_files() {
+    for layout in ["loose", "packed"] {
+        concurrent_writers(layout);
+    }
+}
+
+fn concurrent_writers(layout: &str) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
     Store::create(&root, StoreOptions::default()).unwrap();
+    if layout == "loose" {
+        let out = cli(&root, &["config", "objects.pack-max", "0"]);
+        assert!(out.status.success());
+    }
     let inputs = dir.path().join("inputs");
     std::fs::create_dir(&inputs).unwrap();
 
@@ -74,7 +84,21 @@ fn concurrent_writers_leave_every_object_intact_and_no_temp_files() {
     }
     let shared = PER_WRITER / 2;
     let distinct = shared + WRITERS * (PER_WRITER - shared);
-    assert_eq!(files_under(&root.join("objects")).len(), distinct);
+    let mut ids: Vec<_> = stored_objects(&root)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), distinct, "{layout}");
+    let packs = files_under(&root.join("objects/pack"));
+    if layout == "loose" {
+        assert_eq!(files_under(&root.join("objects")).len(), distinct);
+        assert!(packs.is_empty(), "{packs:?}");
+    } else {
+        // One pack per writer process: a data file and its index each.
+        assert_eq!(packs.len(), 2 * WRITERS, "{packs:?}");
+    }
     assert!(
         files_under(&root.join("tmp")).is_empty(),
         "temp files left behind"

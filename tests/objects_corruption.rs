@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{cli, code, flip_byte, overwrite, stderr};
+use common::{cli, code, current_copy, cut_object, flip_byte, layouts, overwrite, stderr};
 use rask_store::object::HEADER_LEN;
 use rask_store::{Error, Kind, ObjectBuf, ObjectId, Store, StoreOptions};
 
@@ -18,9 +18,9 @@ struct Fixture {
     payload: Vec<u8>,
 }
 
-fn fixture() -> Fixture {
+fn fixture(options: StoreOptions) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), options).unwrap();
     let link = store.put_object(Kind::Blob, &[], b"callee").unwrap();
     let payload = b"fn sort<T>(items: Vec<T>) { swap(..) }".to_vec();
     let id = store.put_object(Kind::Ast, &[link], &payload).unwrap();
@@ -37,7 +37,7 @@ fn assert_corrupt(store: &Store, id: &ObjectId, case: &str) {
     let err = store.get_object(id).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{case}: {err:?}");
     assert!(err.is_cache_miss(), "{case}");
-    let path = store.object_path(id).display().to_string();
+    let path = current_copy(store.root(), id).file().display().to_string();
     assert!(
         err.to_string().contains(&path),
         "{case}: message lacks path: {err}"
@@ -104,14 +104,30 @@ fn assert_repaired_by_put(f: &Fixture, case: &str) {
 
 #[test]
 fn a_flipped_byte_anywhere_is_detected_and_repaired() {
-    let f = fixture();
-    let len = fs::read(f.store.object_path(&f.id)).unwrap().len();
-    // Every header byte, a link byte, and payload bytes at both ends.
-    let mut offsets: Vec<usize> = (0..HEADER_LEN).collect();
-    offsets.extend([HEADER_LEN, HEADER_LEN + 31, HEADER_LEN + 32, len - 1]);
-    for offset in offsets {
-        let case = format!("flipped byte at offset {offset}");
-        flip_byte(&f.store.object_path(&f.id), offset);
+    for (layout, options) in layouts() {
+        let f = fixture(options);
+        let len = current_copy(f.store.root(), &f.id).bytes().len();
+        // Every header byte, a link byte, and payload bytes at both ends.
+        let mut offsets: Vec<usize> = (0..HEADER_LEN).collect();
+        offsets.extend([HEADER_LEN, HEADER_LEN + 31, HEADER_LEN + 32, len - 1]);
+        for offset in offsets {
+            let case = format!("{layout}: flipped byte at offset {offset}");
+            let copy = current_copy(f.store.root(), &f.id);
+            flip_byte(copy.file(), copy.start() as usize + offset);
+            assert_corrupt(&f.store, &f.id, &case);
+            assert_repaired_by_put(&f, &case);
+        }
+    }
+}
+
+#[test]
+fn a_pack_cut_short_inside_an_object_reads_as_corrupt() {
+    let (_, packed) = layouts()[1];
+    let f = fixture(packed);
+    let len = current_copy(f.store.root(), &f.id).bytes().len() as u64;
+    for keep in [0, 7, HEADER_LEN as u64 + 5, len - 3] {
+        let case = format!("pack cut {keep} bytes into the object");
+        cut_object(f.store.root(), &f.id, keep);
         assert_corrupt(&f.store, &f.id, &case);
         assert_repaired_by_put(&f, &case);
     }
@@ -119,7 +135,7 @@ fn a_flipped_byte_anywhere_is_detected_and_repaired() {
 
 #[test]
 fn truncated_empty_and_extended_files_are_corrupt() {
-    let f = fixture();
+    let f = fixture(StoreOptions::default().loose());
     let path = f.store.object_path(&f.id);
     let good = fs::read(&path).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -144,7 +160,7 @@ fn truncated_empty_and_extended_files_are_corrupt() {
 
 #[test]
 fn an_object_under_the_wrong_name_is_corrupt() {
-    let f = fixture();
+    let f = fixture(StoreOptions::default().loose());
     let wrong = f.store.object_path(&f.link);
     fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     fs::copy(f.store.object_path(&f.id), &wrong).unwrap();
@@ -168,9 +184,16 @@ fn an_object_under_the_wrong_name_is_corrupt() {
 
 #[test]
 fn the_cli_reports_corruption_with_exit_1_and_writes_nothing() {
-    let f = fixture();
-    let path = f.store.object_path(&f.id);
-    flip_byte(&path, HEADER_LEN + 40);
+    for (_, options) in layouts() {
+        cli_reports_corruption(options);
+    }
+}
+
+fn cli_reports_corruption(options: StoreOptions) {
+    let f = fixture(options);
+    let copy = current_copy(f.store.root(), &f.id);
+    let path = copy.file().to_path_buf();
+    flip_byte(&path, copy.start() as usize + HEADER_LEN + 40);
     let id = f.id.to_hex();
     let root = f.store.root();
     for args in [vec!["get", id.as_str()], vec!["show", id.as_str()]] {

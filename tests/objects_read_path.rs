@@ -36,7 +36,7 @@ fn payloads_of_every_size_class_read_back_exactly() {
 #[test]
 fn a_file_shorter_or_longer_than_its_header_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path(), StoreOptions::default().loose()).unwrap();
     let bytes = payload(20_000);
     for change in ["truncate", "extend"] {
         let id = store.put_object(Kind::Blob, &[], &bytes).unwrap();
@@ -67,13 +67,29 @@ fn a_file_shorter_or_longer_than_its_header_is_corrupt() {
 fn published_objects_are_read_only_for_everyone() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path(), StoreOptions::default()).unwrap();
-    let id = store.put_object(Kind::Ast, &[], b"fn main() {}").unwrap();
-    let mode = fs::metadata(store.object_path(&id))
+    let loose = Store::create(dir.path(), StoreOptions::default().loose()).unwrap();
+    let id = loose.put_object(Kind::Ast, &[], b"fn main() {}").unwrap();
+    let mode = fs::metadata(loose.object_path(&id))
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o444);
+    // Pack files too, from the moment they are made: only their writer's
+    // own descriptor writes to them.
+    let packed = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    packed
+        .put_object(Kind::Ast, &[], b"fn packed() {}")
+        .unwrap();
+    let pack_dir = dir.path().join("objects/pack");
+    let files: Vec<_> = fs::read_dir(&pack_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in files {
+        let mode = fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444, "{}", file.display());
+    }
 }
 
 /// Large payloads are hashed on two threads when read; the digest must be

@@ -4,20 +4,26 @@ mod common;
 
 use std::fs;
 
-use common::{files_under, pseudo_random};
+use common::{Stored, files_under, layouts, only_copy, pseudo_random, stored_objects};
 use rask_store::object::PARALLEL_MIN;
 use rask_store::object::compute_id;
 use rask_store::{Durability, Error, Kind, ObjectBuf, ObjectId, Store, StoreOptions};
 
-fn new_store() -> (tempfile::TempDir, Store) {
+fn new_store(options: StoreOptions) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), options).unwrap();
     (dir, store)
 }
 
 #[test]
 fn empty_small_and_large_payloads_round_trip_with_links() {
-    let (_dir, store) = new_store();
+    for (_, options) in layouts() {
+        round_trip(options);
+    }
+}
+
+fn round_trip(options: StoreOptions) {
+    let (_dir, store) = new_store(options);
     let empty = store.put_object(Kind::Blob, &[], b"").unwrap();
     let small = store
         .put_object(Kind::Ast, &[empty], b"fn main() {}")
@@ -49,7 +55,13 @@ fn empty_small_and_large_payloads_round_trip_with_links() {
 
 #[test]
 fn one_reused_buffer_reads_back_every_object_exactly() {
-    let (_dir, store) = new_store();
+    for (_, options) in layouts() {
+        reused_buffer(options);
+    }
+}
+
+fn reused_buffer(options: StoreOptions) {
+    let (_dir, store) = new_store(options);
     let empty = store.put_object(Kind::Blob, &[], b"").unwrap();
     // Sizes that grow and shrink, around the two-thread hash threshold and
     // past 10 MB, with and without links: each read must see only its own
@@ -107,17 +119,33 @@ fn one_reused_buffer_reads_back_every_object_exactly() {
 }
 
 #[test]
-fn identical_content_gives_one_id_and_one_file() {
-    let (dir, store) = new_store();
-    let a = store.put_object(Kind::Ast, &[], b"same").unwrap();
-    let b = store.put_object(Kind::Ast, &[], b"same").unwrap();
-    let c = store
-        .put_object_from_reader(Kind::Ast, &[], &b"same"[..])
-        .unwrap();
-    assert_eq!(a, b);
-    assert_eq!(a, c);
-    let objects = files_under(&dir.path().join("cache/objects"));
-    assert_eq!(objects, vec![store.object_path(&a)]);
+fn identical_content_gives_one_id_and_one_copy() {
+    for (layout, options) in layouts() {
+        let (dir, store) = new_store(options);
+        let a = store.put_object(Kind::Ast, &[], b"same").unwrap();
+        let b = store.put_object(Kind::Ast, &[], b"same").unwrap();
+        let c = store
+            .put_object_from_reader(Kind::Ast, &[], &b"same"[..])
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        let stored = stored_objects(&dir.path().join("cache"));
+        assert_eq!(stored.len(), 1, "{layout}: {stored:?}");
+        match &stored[0].1 {
+            Stored::Loose(path) => {
+                assert_eq!(layout, "loose");
+                assert_eq!(
+                    files_under(&dir.path().join("cache/objects")),
+                    vec![path.clone()]
+                );
+            }
+            Stored::Packed { .. } => assert_eq!(layout, "packed"),
+        }
+        identical_content_differs_by_kind_and_links(&store, a);
+    }
+}
+
+fn identical_content_differs_by_kind_and_links(store: &Store, a: ObjectId) {
     // Same payload, different kind or links: a different object.
     assert_ne!(a, store.put_object(Kind::Blob, &[], b"same").unwrap());
     assert_ne!(a, store.put_object(Kind::Ast, &[a], b"same").unwrap());
@@ -138,23 +166,35 @@ fn golden_ids_pin_the_format() {
         node.to_hex(),
         "bb422518385126d456d9e12d5725c6153b43804be302785bcc6a20a28bcbf129"
     );
-    // And the stored file: header, links, payload, exactly.
-    let (_dir, store) = new_store();
-    let id = store
-        .put_object(Kind::Instance, &[leaf, leaf], b"sort<i32>")
-        .unwrap();
-    let bytes = fs::read(store.object_path(&id)).unwrap();
+    // And the stored bytes, in a loose file or a pack: header, links,
+    // payload, exactly.
     let mut expected =
         b"RSKO\x01\x04\x00\x00\x02\x00\x00\x00\x09\x00\x00\x00\x00\x00\x00\x00".to_vec();
     expected.extend_from_slice(leaf.as_bytes());
     expected.extend_from_slice(leaf.as_bytes());
     expected.extend_from_slice(b"sort<i32>");
-    assert_eq!(bytes, expected);
+    for (layout, options) in layouts() {
+        let (dir, store) = new_store(options);
+        let id = store
+            .put_object(Kind::Instance, &[leaf, leaf], b"sort<i32>")
+            .unwrap();
+        let copy = only_copy(&dir.path().join("cache"), &id);
+        assert_eq!(copy.bytes(), expected, "{layout}");
+        if layout == "loose" {
+            assert_eq!(fs::read(store.object_path(&id)).unwrap(), expected);
+        }
+    }
 }
 
 #[test]
 fn streamed_puts_and_reads_match_in_memory_ones() {
-    let (_dir, store) = new_store();
+    for (_, options) in layouts() {
+        streamed(options);
+    }
+}
+
+fn streamed(options: StoreOptions) {
+    let (_dir, store) = new_store(options);
     // Larger than the in-memory limit, so the two-pass path is used.
     let payload = pseudo_random(rask_store::store::IN_MEMORY_LIMIT as usize + 12345, 3);
     let link = store.put_object(Kind::Blob, &[], b"link").unwrap();
@@ -169,30 +209,49 @@ fn streamed_puts_and_reads_match_in_memory_ones() {
     assert_eq!(info.links, vec![link]);
     assert_eq!(info.kind, Kind::Meta);
     assert_eq!(store.object_info(&streamed).unwrap(), info);
+    // A small payload streamed in is the same object as one put from memory.
+    let small = store
+        .put_object_from_reader(Kind::Ast, &[link], &payload[..5000])
+        .unwrap();
+    assert_eq!(small, compute_id(Kind::Ast, &[link], &payload[..5000]));
+    assert_eq!(
+        store.get_object(&small).unwrap().payload(),
+        &payload[..5000]
+    );
 }
 
 #[test]
 fn published_objects_are_read_only_and_no_temp_files_remain() {
-    let (dir, store) = new_store();
+    let (dir, store) = new_store(StoreOptions::default().loose());
     for durability in [Durability::None, Durability::Batch, Durability::Full] {
-        let store = Store::open(store.root(), StoreOptions::with_durability(durability)).unwrap();
-        let id = store
-            .put_object(Kind::Memo, &[], format!("{durability:?}").as_bytes())
-            .unwrap();
-        store.flush().unwrap();
-        let perms = fs::metadata(store.object_path(&id)).unwrap().permissions();
-        assert!(perms.readonly(), "{durability:?}: object is writable");
-        assert_eq!(
-            store.get_object(&id).unwrap().payload(),
-            format!("{durability:?}").as_bytes()
-        );
+        for (layout, options) in layouts() {
+            let options = StoreOptions::with_durability(durability).with_pack_max(options.pack_max);
+            let store = Store::open(store.root(), options).unwrap();
+            let payload = format!("{durability:?} {layout}");
+            let id = store
+                .put_object(Kind::Memo, &[], payload.as_bytes())
+                .unwrap();
+            store.flush().unwrap();
+            if layout == "loose" {
+                let perms = fs::metadata(store.object_path(&id)).unwrap().permissions();
+                assert!(perms.readonly(), "{durability:?}: object is writable");
+            }
+            drop(store);
+            // Read back by another handle, as a later build would.
+            let reader = Store::open(dir.path().join("cache"), StoreOptions::default()).unwrap();
+            assert_eq!(
+                reader.get_object(&id).unwrap().payload(),
+                payload.as_bytes()
+            );
+        }
     }
     assert!(files_under(&dir.path().join("cache/tmp")).is_empty());
 }
 
 #[test]
 fn missing_objects_are_not_found_and_a_cache_miss() {
-    let (_dir, store) = new_store();
+    let (_dir, store) = new_store(StoreOptions::default());
+    store.put_object(Kind::Blob, &[], b"a pack exists").unwrap();
     let id = ObjectId::from_bytes([7; 32]);
     let err = store.get_object(&id).unwrap_err();
     assert!(matches!(err, rask_store::Error::NotFound { .. }), "{err:?}");
@@ -215,4 +274,45 @@ fn opening_refuses_what_is_not_a_store() {
     );
     let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
     assert!(err.to_string().contains("no `format` stamp"), "{err}");
+}
+
+#[test]
+fn a_version_1_store_opens_and_is_stamped_2_before_its_first_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let loose = {
+        let store = Store::create(&root, StoreOptions::default().loose()).unwrap();
+        store
+            .put_object(Kind::Blob, &[], b"written by version 1")
+            .unwrap()
+    };
+    // What a build that knew only loose files left behind.
+    fs::write(root.join("format"), "rask-store format 1\nhash blake3\n").unwrap();
+    assert!(!root.join("objects/pack").exists());
+
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.get_object(&loose).unwrap().payload(),
+        b"written by version 1"
+    );
+    // Reading changes nothing; the first packed put raises the stamp first,
+    // so a version-1 build refuses the store rather than miss objects.
+    assert!(
+        fs::read_to_string(root.join("format"))
+            .unwrap()
+            .starts_with("rask-store format 1\n")
+    );
+    let packed = store.put_object(Kind::Blob, &[], b"packed").unwrap();
+    assert_eq!(
+        fs::read_to_string(root.join("format")).unwrap(),
+        "rask-store format 2\nhash blake3\n"
+    );
+    assert!(matches!(only_copy(&root, &packed), Stored::Packed { .. }));
+    drop(store);
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    assert_eq!(store.get_object(&packed).unwrap().payload(), b"packed");
+    assert_eq!(
+        store.get_object(&loose).unwrap().payload(),
+        b"written by version 1"
+    );
 }

@@ -32,7 +32,7 @@ fn quarantined_objects_leave_the_size_by_kind() {
     let root = dir.path().join("cache");
     let mut ids: Vec<(Kind, ObjectId)> = Vec::new();
     {
-        let store = Store::create(&root, StoreOptions::default()).unwrap();
+        let store = Store::create(&root, StoreOptions::default().loose()).unwrap();
         for i in 0..5 {
             let bytes = pseudo_random(1000 + 100 * i, i as u64);
             ids.push((
@@ -51,7 +51,7 @@ fn quarantined_objects_leave_the_size_by_kind() {
             .unwrap();
         ids.push((Kind::Meta, meta));
     }
-    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    let store = Store::open(&root, StoreOptions::default().loose()).unwrap();
     assert_eq!(store.stats().unwrap().kinds, on_disk(&store, &ids));
 
     // A flipped payload byte in a blob; an AST cut short (header intact).
@@ -66,7 +66,7 @@ fn quarantined_objects_leave_the_size_by_kind() {
     assert_eq!(report.damage_left().count(), 0, "{:#?}", report.problems);
     drop(store);
 
-    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    let store = Store::open(&root, StoreOptions::default().loose()).unwrap();
     let after = store.stats().unwrap().kinds;
     let expected = on_disk(&store, &ids);
     // Three objects went to quarantine: one of each kind here.

@@ -11,7 +11,7 @@ use rask_store::verify::{self, ProblemKind, RepairMode, VerifyOptions};
 use rask_store::{Error, Kind, ObjectId, Store, StoreOptions};
 
 fn build_store(dir: &std::path::Path, n: usize) -> (Store, Vec<ObjectId>) {
-    let store = Store::create(dir.join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.join("cache"), StoreOptions::default().loose()).unwrap();
     let mut ids = Vec::new();
     for i in 0..n {
         let payload = pseudo_random(64 + (i * 37) % 3000, i as u64);
@@ -194,7 +194,7 @@ fn repair_through_the_library_marks_what_it_did() {
 #[test]
 fn large_objects_are_checked_to_their_last_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let sizes = [256 << 10, (256 << 10) + 1, 300 << 10, (16 << 20) + 5];
     let ids: Vec<ObjectId> = sizes
         .iter()

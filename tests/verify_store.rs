@@ -79,7 +79,7 @@ struct Built {
 }
 
 fn build(root: &Path) -> Built {
-    let store = Store::create(root, StoreOptions::default()).unwrap();
+    let store = Store::create(root, StoreOptions::default().loose()).unwrap();
     let index = Index::open_with(
         &store,
         IndexOptions::default().with_auto_compact(AutoCompact::Off),
@@ -440,7 +440,7 @@ fn litter_is_reported_but_not_damage_and_repair_removes_it() {
 #[test]
 fn an_unfinished_transaction_is_reported_and_completed_by_repair() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let layout = store.layout();
     let ns = Namespace::new("rask-1.0").unwrap();
     let (a, b) = (
@@ -512,7 +512,7 @@ fn an_unfinished_transaction_is_reported_and_completed_by_repair() {
 #[test]
 fn a_reflog_line_half_appended_under_its_ref_lock_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let ns = Namespace::new("rask-1.0").unwrap();
     let pkg = PackageName::new("pkg").unwrap();
     let first = store.put_object(Kind::Blob, &[], b"first").unwrap();
@@ -566,7 +566,7 @@ fn append(path: &Path, text: &str) {
 #[test]
 fn a_journal_record_half_appended_under_the_append_lock_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path().join("cache"), StoreOptions::default()).unwrap();
+    let store = Store::create(dir.path().join("cache"), StoreOptions::default().loose()).unwrap();
     let ns = Namespace::new("rask-1.0").unwrap();
     let index = Index::open(&store).unwrap();
     index

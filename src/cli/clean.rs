@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             ("entries", report.entries.into()),
             ("objects", report.objects.into()),
             ("bytes", report.bytes.into()),
+            ("packs_in_use", report.packs_in_use.into()),
         ]);
         print_line(&mut out, value.render())?;
     } else {
@@ -50,6 +51,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                 report.refs, report.entries, report.objects, report.bytes
             ),
         )?;
+        if report.packs_in_use > 0 {
+            print_line(
+                &mut out,
+                format_args!(
+                    "kept {} packs that running processes are still writing; run clean again \
+                     after they exit",
+                    report.packs_in_use
+                ),
+            )?;
+        }
     }
     out.flush().map_err(super::output_failure)
 }

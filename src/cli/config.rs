@@ -11,7 +11,9 @@ use super::{Context, Failure, print_line};
 /// checked when set: sizes like 500M or 10G, durations like 30m, 2h, 7d.
 ///
 /// Keys: gc.max-size, gc.max-age, gc.grace, gc.reflog-keep (the defaults of
-/// `rask-store gc`).
+/// `rask-store gc`); objects.pack-max (objects up to this size are appended
+/// to pack files, larger ones written as loose files; 0 writes loose files
+/// only).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Remove KEY from the configuration

@@ -119,6 +119,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             ("bytes_removed", o.removed_bytes.into()),
             ("bytes_kept", o.kept_bytes.into()),
             ("temp_files_removed", o.removed_temp_files.into()),
+            ("packs_rewritten", o.rewritten_packs.into()),
+            ("packs_written", o.written_packs.into()),
             ("within_cap", Value::Bool(report.within_cap)),
         ]);
         print_line(&mut out, value.render())?;
@@ -135,7 +137,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
             &mut out,
             format_args!(
                 "kept {} objects ({} reachable, {} younger than the grace period), {} bytes",
-                o.examined - o.removed_objects,
+                o.examined.saturating_sub(o.removed_objects),
                 o.reachable.min(o.examined),
                 o.kept_young,
                 o.kept_bytes
@@ -148,6 +150,20 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                 report.entries_evicted, o.removed_objects, o.removed_bytes, o.removed_temp_files
             ),
         )?;
+        if o.rewritten_packs > 0 {
+            let verb = if o.dry_run {
+                "would rewrite"
+            } else {
+                "rewrote"
+            };
+            print_line(
+                &mut out,
+                format_args!(
+                    "{verb} {} packs into {} without their unreachable objects",
+                    o.rewritten_packs, o.written_packs
+                ),
+            )?;
+        }
         if !report.within_cap {
             print_line(
                 &mut out,

@@ -123,17 +123,28 @@ pub struct Context {
 impl Context {
     /// Opens the existing store.
     pub fn open(&self) -> Result<Store, Failure> {
-        Ok(Store::open(&self.store_path, self.options)?)
+        let store = Store::open(&self.store_path, self.options)?;
+        Ok(match self.configured(&store)? {
+            Some(options) => Store::open(&self.store_path, options)?,
+            None => store,
+        })
+    }
+
+    /// The options with the store's own `objects.pack-max`, when it sets
+    /// one. An unreadable configuration is left for the commands that use
+    /// it (`config`, `gc`) to report.
+    fn configured(&self, store: &Store) -> Result<Option<StoreOptions>, Failure> {
+        let Ok(config) = rask_store::config::StoreConfig::read(store.layout()) else {
+            return Ok(None);
+        };
+        Ok(config
+            .size(rask_store::config::PACK_MAX_KEY)
+            .map(|pack_max| self.options.with_pack_max(pack_max)))
     }
 
     /// Whether the user named the store (--store or RASK_STORE).
     pub fn store_named(&self) -> bool {
         self.store_named
-    }
-
-    /// The store directory.
-    pub fn store_path(&self) -> &std::path::Path {
-        &self.store_path
     }
 
     /// The options stores are opened with.
@@ -143,7 +154,11 @@ impl Context {
 
     /// Opens the store, creating it if needed.
     pub fn create(&self) -> Result<Store, Failure> {
-        Ok(Store::create(&self.store_path, self.options)?)
+        let store = Store::create(&self.store_path, self.options)?;
+        Ok(match self.configured(&store)? {
+            Some(options) => Store::open(&self.store_path, options)?,
+            None => store,
+        })
     }
 
     /// Parses an id argument and resolves a prefix against `store`.

@@ -5,15 +5,17 @@ use std::io::{self, Write};
 use super::json::Value;
 use super::{Context, Failure, print_line};
 
-/// Describe object ID: its kind, payload size, links and path on disk. The
-/// object is checked against its id first.
+/// Describe object ID: its kind, payload size, links and where it is on
+/// disk (its file, or its pack and the offset in it). The object is checked
+/// against its id first.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Object id: 64 hex digits, or a unique prefix of at least 8
     #[arg(value_name = "ID")]
     id: String,
 
-    /// Print one JSON object: {"id","kind","size","links":[…],"path"}
+    /// Print one JSON object: {"id","kind","size","links":[…],"path","offset"}
+    /// (offset: where a packed object starts in its pack; null for a loose file)
     #[arg(long)]
     json: bool,
 }
@@ -33,6 +35,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
                 Value::Arr(info.links.iter().map(|l| l.to_hex().into()).collect()),
             ),
             ("path", info.path.display().to_string().into()),
+            ("offset", info.packed_at.map_or(Value::Null, Value::from)),
         ]);
         print_line(&mut out, value.render())?;
     } else {
@@ -43,7 +46,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
         for link in &info.links {
             print_line(&mut out, format_args!("  {link}"))?;
         }
-        print_line(&mut out, format_args!("path   {}", info.path.display()))?;
+        match info.packed_at {
+            Some(offset) => print_line(
+                &mut out,
+                format_args!("pack   {} at byte {offset}", info.path.display()),
+            )?,
+            None => print_line(&mut out, format_args!("path   {}", info.path.display()))?,
+        }
     }
     out.flush().map_err(super::output_failure)
 }

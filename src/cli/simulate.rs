@@ -88,7 +88,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Failure> {
     }
     let temp;
     let store = if ctx.store_named() {
-        Store::create(ctx.store_path(), ctx.options())?
+        ctx.create()?
     } else {
         temp = tempfile::Builder::new()
             .prefix("rask-simulate-")

@@ -130,3 +130,132 @@ pub fn cost_dir() -> tempfile::TempDir {
         None => tempfile::tempdir().unwrap(),
     }
 }
+
+/// The two ways a store keeps small objects: loose files, and packs (the
+/// default). The objects tests run against both.
+pub fn layouts() -> [(&'static str, rask_store::StoreOptions); 2] {
+    let packed = rask_store::StoreOptions::default();
+    [("loose", packed.loose()), ("packed", packed)]
+}
+
+/// Where one copy of an object is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// A loose object file.
+    Loose(PathBuf),
+    /// Bytes `offset..offset + len` of a pack's data file.
+    Packed {
+        pack: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Stored {
+    /// The file holding this copy.
+    pub fn file(&self) -> &Path {
+        match self {
+            Stored::Loose(path) => path,
+            Stored::Packed { pack, .. } => pack,
+        }
+    }
+
+    /// Where in that file the object's encoding starts.
+    pub fn start(&self) -> u64 {
+        match self {
+            Stored::Loose(_) => 0,
+            Stored::Packed { offset, .. } => *offset,
+        }
+    }
+
+    /// The bytes of this copy.
+    pub fn bytes(&self) -> Vec<u8> {
+        let all = fs::read(self.file()).unwrap();
+        match self {
+            Stored::Loose(_) => all,
+            Stored::Packed { offset, len, .. } => {
+                all[*offset as usize..(*offset + *len) as usize].to_vec()
+            }
+        }
+    }
+}
+
+/// Every copy of every object under the store at `root`: loose files named
+/// like objects, and each pack index record, with its id.
+pub fn stored_objects(root: &Path) -> Vec<(rask_store::ObjectId, Stored)> {
+    let layout = rask_store::layout::Layout::new(root);
+    let mut out = Vec::new();
+    for byte in 0..=u8::MAX {
+        for entry in rask_store::walk::fanout_entries(&layout, byte).unwrap() {
+            if let rask_store::walk::FanoutEntry::Object(id) = entry {
+                out.push((id, Stored::Loose(layout.object_path(&id))));
+            }
+        }
+    }
+    let pack_dir = layout.pack_dir();
+    let mut names: Vec<PathBuf> = match fs::read_dir(&pack_dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    for index in names {
+        if index.extension().is_none_or(|e| e != "rsi") {
+            continue;
+        }
+        let pack = index.with_extension("rsp");
+        for record in rask_store::pack::read_index(&index).unwrap().records {
+            out.push((
+                record.id,
+                Stored::Packed {
+                    pack: pack.clone(),
+                    offset: record.offset,
+                    len: record.len,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The copies of `id` under the store at `root`.
+pub fn copies_of(root: &Path, id: &rask_store::ObjectId) -> Vec<Stored> {
+    stored_objects(root)
+        .into_iter()
+        .filter(|(i, _)| i == id)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The one copy of `id` (panics when there is none or more than one).
+pub fn only_copy(root: &Path, id: &rask_store::ObjectId) -> Stored {
+    let mut copies = copies_of(root, id);
+    assert_eq!(copies.len(), 1, "{id}: {copies:?}");
+    copies.remove(0)
+}
+
+/// XORs byte `at` of `id`'s one stored copy (counted from the start of its
+/// encoding) with 0x01.
+pub fn flip_object_byte(root: &Path, id: &rask_store::ObjectId, at: u64) {
+    let copy = only_copy(root, id);
+    flip_byte(copy.file(), (copy.start() + at) as usize);
+}
+
+/// The copy of `id` a get reads: the newest (a put that finds a damaged
+/// packed copy appends a good one after it).
+pub fn current_copy(root: &Path, id: &rask_store::ObjectId) -> Stored {
+    copies_of(root, id).pop().expect("the object is stored")
+}
+
+/// Cuts the file holding `id`'s current copy so that only its first `keep`
+/// bytes (and for a pack, everything before it) remain.
+pub fn cut_object(root: &Path, id: &rask_store::ObjectId, keep: u64) {
+    let copy = current_copy(root, id);
+    let file = copy.file().to_path_buf();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(copy.start() + keep)
+        .unwrap();
+}
