@@ -354,6 +354,56 @@ impl PackPaths {
     }
 }
 
+/// One work item of the walk: the records of one pack whose bytes start in
+/// one stretch of its data file. A large pack is several items, so that two
+/// workers share it instead of one of them checking all of it while the
+/// other has nothing left to do.
+#[derive(Clone, Copy, Debug)]
+struct PackPart {
+    /// Which pack (an index into the walk's list).
+    pack: usize,
+    /// Which stretch, of `parts`.
+    part: u64,
+    parts: u64,
+    /// The length of a stretch.
+    stretch: u64,
+}
+
+/// The data a pack part covers at most.
+const PACK_PART_BYTES: u64 = 64 << 20;
+
+impl PackPart {
+    /// Splits each pack into parts of at most [`PACK_PART_BYTES`] of its
+    /// data file as it is now. A pack a live writer holds stays one part:
+    /// it may grow while it is checked.
+    fn plan(packs: &[PackPaths]) -> Vec<PackPart> {
+        let mut out = Vec::new();
+        for (n, pack) in packs.iter().enumerate() {
+            let len = fs::metadata(&pack.data).map_or(0, |m| m.len());
+            let live = pack::is_being_written(&pack.data).unwrap_or(false);
+            let parts = if live {
+                1
+            } else {
+                len.div_ceil(PACK_PART_BYTES).max(1)
+            };
+            let stretch = len.div_ceil(parts).max(1);
+            out.extend((0..parts).map(|part| PackPart {
+                pack: n,
+                part,
+                parts,
+                stretch,
+            }));
+        }
+        out
+    }
+
+    /// Whether the record whose bytes start at `offset` is this part's (a
+    /// record past the stretches, appended since, is the last part's).
+    fn owns(&self, offset: u64) -> bool {
+        (offset / self.stretch).min(self.parts - 1) == self.part
+    }
+}
+
 /// What a repair must act on, besides the problems themselves.
 enum Action {
     None,
@@ -635,6 +685,7 @@ pub fn verify(
     let bytes = AtomicU64::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let pack_list = &pack_list;
+    let pack_parts = &PackPart::plan(pack_list);
     let (results, index_files) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -644,9 +695,10 @@ pub fn verify(
                     let mut scratch = Vec::new();
                     loop {
                         let item = next_item.fetch_add(1, Ordering::Relaxed);
-                        if let Some(pack) = pack_list.get(item) {
+                        if let Some(part) = pack_parts.get(item) {
                             let mut counts = Counts::default();
-                            check_pack(pack, item, &mut out, &mut scratch, &mut counts);
+                            let pack = &pack_list[part.pack];
+                            check_pack(pack, part, &mut out, &mut scratch, &mut counts);
                             objects.fetch_add(counts.objects, Ordering::Relaxed);
                             bytes.fetch_add(counts.bytes, Ordering::Relaxed);
                             progress(VerifyProgress {
@@ -656,7 +708,7 @@ pub fn verify(
                             });
                             continue;
                         }
-                        let dir = item - pack_list.len();
+                        let dir = item - pack_parts.len();
                         if dir > usize::from(u8::MAX) {
                             break;
                         }
@@ -1836,14 +1888,19 @@ fn record_kind(data: &File, record: &PackRecord) -> Option<Kind> {
 /// `out.links`.
 fn check_pack(
     pack: &PackPaths,
-    n: usize,
+    part: &PackPart,
     out: &mut WorkerResult,
     scratch: &mut Vec<u8>,
     counts: &mut Counts,
 ) {
+    let n = part.pack;
+    // What concerns the whole pack is reported by its first part only.
+    let first = part.part == 0;
     let mut report = |kind: ProblemKind, path: &Path, detail: String, action: Action| {
-        out.pack_problems
-            .push((problem(kind, path.to_path_buf(), detail), action, None));
+        if first {
+            out.pack_problems
+                .push((problem(kind, path.to_path_buf(), detail), action, None));
+        }
     };
     // A live writer's pack may end in a record being appended, or lack its
     // headers for an instant after it was made: normal, not damage. No
@@ -1976,7 +2033,7 @@ fn check_pack(
             );
         }
     }
-    for record in &index.records {
+    for record in index.records.iter().filter(|r| part.owns(r.offset)) {
         counts.objects += 1;
         let fault = match read_record(&data, record, file_len, scratch) {
             Ok(bytes) => match check_encoding(&record.id, bytes) {

@@ -750,3 +750,42 @@ fn a_damaged_pack_header_is_reported_and_repaired() {
         assert_not_found(&fresh, &put.id);
     }
 }
+
+/// A pack larger than one of verify's work items (64 MiB) is checked in
+/// parts by both workers: every object is counted once, and damage in a
+/// later part is reported once, at its place.
+#[test]
+fn a_pack_checked_in_parts_counts_every_object_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let store = Store::create(&root, StoreOptions::default()).unwrap();
+    // 2,400 objects of 60,000 bytes: ~137 MiB in one pack, three parts.
+    let ids: Vec<ObjectId> = (0..2_400u64)
+        .map(|i| {
+            let mut payload = vec![(i % 251) as u8; 60_000];
+            payload[..8].copy_from_slice(&i.to_le_bytes());
+            store.put_object(Kind::Blob, &[], &payload).unwrap()
+        })
+        .collect();
+    drop(store);
+    let copies = common::stored_objects(&root);
+    assert_eq!(copies.len(), ids.len());
+    let packs: BTreeSet<PathBuf> = copies.iter().map(|(_, c)| c.file().to_path_buf()).collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    let clean = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    assert!(clean.is_clean(), "{:?}", clean.problems);
+    assert_eq!(clean.objects, ids.len() as u64);
+    assert_eq!(clean.bytes, ids.len() as u64 * (20 + 60_000));
+
+    // Damage two thirds of the way in: a later part's.
+    let (victim, copy) = &copies[1_700];
+    common::flip_byte(copy.file(), copy.start() as usize + 30_000);
+    let report = verify::verify(&store, VerifyOptions::default(), &|_| {}).unwrap();
+    assert_eq!(report.objects, ids.len() as u64);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let p = &report.problems[0];
+    assert_eq!(p.kind, ProblemKind::CorruptObject);
+    assert!(p.detail.contains(&victim.to_hex()), "{}", p.detail);
+}
