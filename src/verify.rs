@@ -117,8 +117,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, IoContext, Result};
@@ -342,6 +342,9 @@ struct PackPaths {
     name: String,
     data: PathBuf,
     index: PathBuf,
+    /// Its index, read once by the first of its parts the walk reaches and
+    /// shared by the others.
+    read: OnceLock<std::result::Result<Arc<pack::PackIndex>, Arc<Error>>>,
 }
 
 impl PackPaths {
@@ -350,6 +353,7 @@ impl PackPaths {
             data: dir.join(format!("{name}{PACK_DATA_SUFFIX}")),
             index: dir.join(format!("{name}{PACK_INDEX_SUFFIX}")),
             name,
+            read: OnceLock::new(),
         }
     }
 }
@@ -395,6 +399,15 @@ impl PackPart {
             }));
         }
         out
+    }
+
+    /// Where this part's stretch ends (for the last part: nowhere).
+    fn end(&self) -> u64 {
+        if self.part + 1 == self.parts {
+            u64::MAX
+        } else {
+            (self.part + 1) * self.stretch
+        }
     }
 
     /// Whether the record whose bytes start at `offset` is this part's (a
@@ -1857,6 +1870,58 @@ fn read_record<'b>(
     Ok(&scratch[..len])
 }
 
+/// The bytes `start..start + len` of a data file, held at the front of a
+/// worker's scratch buffer.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    len: usize,
+}
+
+/// How much of a data file one read takes in at least, while the part goes on.
+const WINDOW_BYTES: u64 = 4 << 20;
+
+impl Window {
+    /// As [`read_record`], from the window when the record lies in it, else
+    /// from a new window starting at the record (at least [`WINDOW_BYTES`],
+    /// not past `part_end` unless the record itself goes on).
+    fn read<'b>(
+        &mut self,
+        data: &File,
+        record: &PackRecord,
+        file_len: u64,
+        part_end: u64,
+        scratch: &'b mut Vec<u8>,
+    ) -> std::result::Result<&'b [u8], RecordFault> {
+        let end = record.offset.checked_add(record.len);
+        if record.offset < pack::HEADER_LEN as u64 || end.is_none_or(|end| end > file_len) {
+            return read_record(data, record, file_len, scratch);
+        }
+        let len = record.len as usize;
+        let held = record.offset >= self.start
+            && record.offset + record.len <= self.start + self.len as u64;
+        if !held {
+            let want = record
+                .len
+                .max(WINDOW_BYTES.min(part_end.saturating_sub(record.offset)))
+                as usize;
+            if scratch.len() < want {
+                scratch.resize(want, 0);
+            }
+            let got = pack::read_at(data, &mut scratch[..want], record.offset)
+                .map_err(RecordFault::Io)?;
+            (self.start, self.len) = (record.offset, got);
+            if got < len {
+                return Err(RecordFault::Corrupt(format!(
+                    "the data file ends {got} bytes into it (it shrank while verify read it)"
+                )));
+            }
+        }
+        let at = (record.offset - self.start) as usize;
+        Ok(&scratch[at..at + len])
+    }
+}
+
 /// Checks a packed object's encoding as a loose file is checked: header
 /// against its length, then the id by re-hashing. Returns its links.
 fn check_encoding(id: &ObjectId, bytes: &[u8]) -> std::result::Result<Vec<ObjectId>, String> {
@@ -1921,9 +1986,14 @@ fn check_pack(
             return;
         }
     };
-    let index = match pack::read_index(&pack.index) {
-        Ok(index) => index,
-        Err(e) if is_not_found(&e) => return,
+    let read = pack.read.get_or_init(|| {
+        pack::read_index(&pack.index)
+            .map(Arc::new)
+            .map_err(Arc::new)
+    });
+    let index = match read.as_ref().map_err(|e| &**e) {
+        Ok(index) => Arc::clone(index),
+        Err(e) if is_not_found(e) => return,
         Err(Error::Corrupt { reason, .. }) => {
             if !live {
                 report(
@@ -2033,9 +2103,13 @@ fn check_pack(
             );
         }
     }
+    // The part's records are read out of large sequential reads, not one
+    // `pread` each: records lie back to back in the data file.
+    let mut window = Window::default();
+    let part_end = part.end().min(file_len);
     for record in index.records.iter().filter(|r| part.owns(r.offset)) {
         counts.objects += 1;
-        let fault = match read_record(&data, record, file_len, scratch) {
+        let fault = match window.read(&data, record, file_len, part_end, scratch) {
             Ok(bytes) => match check_encoding(&record.id, bytes) {
                 Ok(links) => {
                     counts.bytes += record.len;

@@ -21,7 +21,9 @@
 //!   of a file in one `read` (std's `read_to_end`: 8 KiB, 16 KiB, …);
 //! - `get_object`: `Store::get_object` (a new buffer per get);
 //! - `get_object_into`: `Store::get_object_into` with one reused
-//!   `ObjectBuf`.
+//!   `ObjectBuf`;
+//! - `packed get_object_into`: the same from a store that packs the values
+//!   (the default; the ways above read a store of loose files).
 //!
 //! Each line gives µs per get, each way's throughput ÷ raw's, minor page
 //! faults per get, the load average and the share of the time this thread
@@ -102,12 +104,13 @@ fn waited_ns() -> u64 {
         .unwrap_or(0)
 }
 
-const WAYS: [&str; 5] = [
+const WAYS: [&str; 6] = [
     "raw",
     "raw+hash",
     "get_object before",
     "get_object",
     "get_object_into",
+    "packed get_object_into",
 ];
 
 /// `get_object`'s read path before it read the rest of a file with one
@@ -143,6 +146,11 @@ fn verified_get_next_to_the_raw_filesystem() {
     let total: usize = values.iter().map(Vec::len).sum();
     let store = Store::create(
         dir.path().join("rask"),
+        StoreOptions::with_durability(Durability::None).loose(),
+    )
+    .unwrap();
+    let packed = Store::create(
+        dir.path().join("packed"),
         StoreOptions::with_durability(Durability::None),
     )
     .unwrap();
@@ -155,6 +163,7 @@ fn verified_get_next_to_the_raw_filesystem() {
     let mut raw_ids = Vec::with_capacity(n);
     for value in &values {
         rask_ids.push(store.put_object(Kind::Instance, &[], value).unwrap());
+        packed.put_object(Kind::Instance, &[], value).unwrap();
         raw_ids.push(raw_put(&raw, &tmp, value));
     }
     println!(
@@ -191,6 +200,12 @@ fn verified_get_next_to_the_raw_filesystem() {
                         }
                         2 => get_object_before(&store, &rask_ids[i]) == values[i],
                         3 => store.get_object(&rask_ids[i]).unwrap().payload() == values[i],
+                        5 => {
+                            let object = packed
+                                .get_object_into(&rask_ids[i], &mut object_buf)
+                                .unwrap();
+                            object.payload() == values[i]
+                        }
                         _ => {
                             let object = store
                                 .get_object_into(&rask_ids[i], &mut object_buf)

@@ -56,7 +56,11 @@ fn get_with_drain(store: &Store, id: &ObjectId) -> Vec<u8> {
 fn keyed_get_read_path_and_verify_walk() {
     let n: usize = common::env_number("RASK_COST_N", 20_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::create(dir.path(), StoreOptions::with_durability(Durability::None)).unwrap();
+    let store = Store::create(
+        dir.path(),
+        StoreOptions::with_durability(Durability::None).loose(),
+    )
+    .unwrap();
     let mut rng = common::Xorshift::new(0x9e37_79b9_7f4a_7c15);
     let mut next = move || rng.next_u64();
     // W1's sizes: 60% 256 B–4 KiB, 30% 4–32 KiB, 10% 32–256 KiB.
