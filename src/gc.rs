@@ -427,7 +427,9 @@ fn collect_packs(
                     would_write = true;
                     report.written_packs += 1;
                 }
-            } else if removed.insert(record.id) {
+            } else if !staying.contains(&record.id) && removed.insert(record.id) {
+                // The object's last copy: a copy in a pack left alone (a
+                // live writer's, a young one) keeps it in the store.
                 report.removed_objects += 1;
                 report.removed_bytes += record.len;
                 if options.mode == GcMode::Delete

@@ -202,3 +202,58 @@ fn copies_in_several_small_packs_are_merged_into_one() {
         assert!(store.get_object(&own).is_ok());
     }
 }
+
+#[test]
+fn garbage_with_a_copy_in_a_live_writers_pack_is_not_counted_as_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    Store::create(&root, StoreOptions::default()).unwrap();
+    // A running build whose table was read before the garbage was written.
+    let writer = Store::open(&root, StoreOptions::default()).unwrap();
+    assert!(
+        !writer
+            .contains_object(&ObjectId::from_bytes([1; 32]))
+            .unwrap()
+    );
+    let (head, _leaf, garbage) = {
+        let store = Store::open(&root, StoreOptions::default()).unwrap();
+        let leaf = store.put_object(Kind::Ast, &[], b"fn leaf() {}").unwrap();
+        let head = store.put_object(Kind::Root, &[leaf], b"root").unwrap();
+        let garbage: Vec<ObjectId> = (0..40u32)
+            .map(|i| {
+                store
+                    .put_object(Kind::Memo, &[], &i.to_le_bytes().repeat(50))
+                    .unwrap()
+            })
+            .collect();
+        (head, leaf, garbage)
+    };
+    // It puts one of them too: a second copy, in the pack it still holds.
+    let twin = writer
+        .put_object(Kind::Memo, &[], &0u32.to_le_bytes().repeat(50))
+        .unwrap();
+    assert_eq!(twin, garbage[0]);
+    assert_eq!(copies_of(&root, &twin).len(), 2);
+
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    writer.flush().unwrap();
+    let memo = |s: &Store| {
+        s.stats()
+            .unwrap()
+            .kinds
+            .get(&Kind::Memo)
+            .map_or(0, |k| k.objects)
+    };
+    let before = memo(&store);
+    let report = gc::collect_objects(&store, &[head], zero_grace(), &|_| {}).unwrap();
+    store.flush().unwrap();
+    // The copy in the live writer's pack keeps that object: not removed,
+    // not taken out of the statistics.
+    assert_eq!(report.removed_objects, garbage.len() as u64 - 1);
+    assert_eq!(before - memo(&store), garbage.len() as i64 - 1);
+    assert!(store.contains_object(&twin).unwrap());
+    for id in &garbage[1..] {
+        assert!(!store.contains_object(id).unwrap());
+    }
+    drop(writer);
+}
