@@ -22,8 +22,11 @@ run "$bin" get "${node:0:12}"; echo
 run "$bin" exists "$leaf" "$node"
 echo "(exit $?: both present)"
 
-path=$("$bin" show --json "$node" | sed 's/.*"path":"\([^"]*\)".*/\1/')
-chmod u+w "$path"; printf 'X' | dd of="$path" bs=1 seek=60 conv=notrunc status=none
+# The object's file, and where the object starts in it (a pack holds many).
+shown=$("$bin" show --json "$node")
+path=$(printf '%s' "$shown" | sed 's/.*"path":"\([^"]*\)".*/\1/')
+offset=$(printf '%s' "$shown" | sed -n 's/.*"offset":\([0-9][0-9]*\).*/\1/p')
+chmod u+w "$path"; printf 'X' | dd of="$path" bs=1 seek=$(( ${offset:-0} + 60 )) conv=notrunc status=none
 echo; echo "# one byte of the sort object flipped on disk:"
 set +e
 run "$bin" get "$node"
