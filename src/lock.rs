@@ -209,6 +209,20 @@ impl WriterLock {
     /// Takes the shared lock for the duration of one write (blocking while
     /// gc holds it exclusively).
     pub(crate) fn enter(&self, layout: &Layout) -> Result<WriterGuard<'_>> {
+        self.take(layout, true)
+            .map(|guard| guard.expect("a blocking lock is always taken"))
+    }
+
+    /// As [`WriterLock::enter`] without waiting: `None` while gc holds the
+    /// lock exclusively (or it cannot be taken at all), for work that may
+    /// as well be skipped.
+    pub(crate) fn try_enter(&self, layout: &Layout) -> Option<WriterGuard<'_>> {
+        self.take(layout, false).ok().flatten()
+    }
+
+    /// The first holder of this handle takes the file lock (waiting for it
+    /// when `wait`); the others only count themselves.
+    fn take(&self, layout: &Layout, wait: bool) -> Result<Option<WriterGuard<'_>>> {
         let mut state = self
             .state
             .lock()
@@ -218,36 +232,17 @@ impl WriterLock {
                 state.file = Some(open_gc_lock(layout)?);
             }
             if let Some(file) = &state.file {
-                // The path is built only for the error: no allocation per put.
-                file.lock_shared()
-                    .map_err(|e| Error::io("lock (shared)", layout.gc_lock_path(), e))?;
+                if wait {
+                    // The path is built only for the error: no allocation per put.
+                    file.lock_shared()
+                        .map_err(|e| Error::io("lock (shared)", layout.gc_lock_path(), e))?;
+                } else if file.try_lock_shared().is_err() {
+                    return Ok(None);
+                }
             }
         }
         state.holders += 1;
-        Ok(WriterGuard { lock: self })
-    }
-}
-
-impl WriterLock {
-    /// As [`WriterLock::enter`] without waiting: `None` while gc holds the
-    /// lock exclusively (or it cannot be taken at all), for work that may
-    /// as well be skipped.
-    pub(crate) fn try_enter(&self, layout: &Layout) -> Option<WriterGuard<'_>> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if state.holders == 0 {
-            if state.file.is_none() {
-                state.file = open_gc_lock(layout).ok();
-            }
-            match &state.file {
-                Some(file) if file.try_lock_shared().is_ok() => {}
-                _ => return None,
-            }
-        }
-        state.holders += 1;
-        Some(WriterGuard { lock: self })
+        Ok(Some(WriterGuard { lock: self }))
     }
 }
 

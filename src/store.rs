@@ -437,20 +437,18 @@ impl Store {
     /// when its bytes do not match its id (both are cache misses, see
     /// [`Error::is_cache_miss`]); [`Error::Io`] for other failures.
     pub fn get_object(&self, id: &ObjectId) -> Result<Object> {
-        if let Some((object, found)) = self.packs.get(id, false)? {
-            self.freshen_packed_on_read(
-                id,
-                &found,
-                object.kind(),
-                object.links(),
-                object.payload(),
-            );
+        if let Some(object) = self.get_packed(id, false)? {
             return Ok(object);
         }
         let path = self.layout.object_path(id);
         let (mut file, meta) = match self.open_object(id, &path) {
             Ok(opened) => opened,
-            Err(Error::NotFound { .. }) => return self.packed_after_miss(id, &path),
+            // Another process may have packed it since the table was read.
+            Err(Error::NotFound { .. }) => {
+                return self
+                    .get_packed(id, true)?
+                    .ok_or(Error::NotFound { id: *id, path });
+            }
             Err(e) => return Err(e),
         };
         let object = Object::read(*id, &path, &mut file, meta.len())?;
@@ -458,26 +456,14 @@ impl Store {
         Ok(object)
     }
 
-    /// The second look in the packs after a loose file was not found: the
-    /// table is brought up to date first (another process may have packed
-    /// the object since).
-    fn packed_after_miss(&self, id: &ObjectId, path: &Path) -> Result<Object> {
-        match self.packs.get(id, true)? {
-            Some((object, found)) => {
-                self.freshen_packed_on_read(
-                    id,
-                    &found,
-                    object.kind(),
-                    object.links(),
-                    object.payload(),
-                );
-                Ok(object)
-            }
-            None => Err(Error::NotFound {
-                id: *id,
-                path: path.to_path_buf(),
-            }),
-        }
+    /// A packed object, read, checked and freshened; `None` when no pack
+    /// holds it (after bringing the table up to date when `refresh`).
+    fn get_packed(&self, id: &ObjectId, refresh: bool) -> Result<Option<Object>> {
+        let Some((object, found)) = self.packs.get(id, refresh)? else {
+            return Ok(None);
+        };
+        self.freshen_packed_on_read(id, &found, object.kind(), object.links(), object.payload());
+        Ok(Some(object))
     }
 
     /// Reads and verifies an object into `buf`, a buffer reused from one

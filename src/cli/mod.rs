@@ -123,23 +123,21 @@ pub struct Context {
 impl Context {
     /// Opens the existing store.
     pub fn open(&self) -> Result<Store, Failure> {
-        let store = Store::open(&self.store_path, self.options)?;
-        Ok(match self.configured(&store)? {
-            Some(options) => Store::open(&self.store_path, options)?,
-            None => store,
-        })
+        Ok(Store::open(&self.store_path, self.configured())?)
     }
 
     /// The options with the store's own `objects.pack-max`, when it sets
-    /// one. An unreadable configuration is left for the commands that use
-    /// it (`config`, `gc`) to report.
-    fn configured(&self, store: &Store) -> Result<Option<StoreOptions>, Failure> {
-        let Ok(config) = rask_store::config::StoreConfig::read(store.layout()) else {
-            return Ok(None);
-        };
-        Ok(config
-            .size(rask_store::config::PACK_MAX_KEY)
-            .map(|pack_max| self.options.with_pack_max(pack_max)))
+    /// one. A missing or unreadable configuration sets nothing here: the
+    /// commands that use it (`config`, `gc`) report it, and a directory
+    /// that is no store is reported by the open.
+    fn configured(&self) -> StoreOptions {
+        let layout = rask_store::layout::Layout::new(&self.store_path);
+        rask_store::config::StoreConfig::read(&layout)
+            .ok()
+            .and_then(|config| config.size(rask_store::config::PACK_MAX_KEY))
+            .map_or(self.options, |pack_max| {
+                self.options.with_pack_max(pack_max)
+            })
     }
 
     /// Whether the user named the store (--store or RASK_STORE).
@@ -154,11 +152,7 @@ impl Context {
 
     /// Opens the store, creating it if needed.
     pub fn create(&self) -> Result<Store, Failure> {
-        let store = Store::create(&self.store_path, self.options)?;
-        Ok(match self.configured(&store)? {
-            Some(options) => Store::open(&self.store_path, options)?,
-            None => store,
-        })
+        Ok(Store::create(&self.store_path, self.configured())?)
     }
 
     /// Parses an id argument and resolves a prefix against `store`.
