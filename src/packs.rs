@@ -544,9 +544,24 @@ impl Packs {
             let (records, read_to) =
                 pack::read_records_from(&pack.index, &pack.index_path, slot.index_read)?;
             table.slots[n].index_read = read_to;
+            // A record is written after the bytes it names, so every record
+            // just read names bytes the data file has now. One that does not
+            // (a damaged index whose checksum still holds) is left out:
+            // verify reports it, and no read sizes a buffer by it.
+            let data_len = pack
+                .data
+                .metadata()
+                .at("read metadata of", &pack.data_path)?
+                .len();
+            let within = |r: &PackRecord| {
+                r.offset >= pack::HEADER_LEN as u64
+                    && r.offset
+                        .checked_add(r.len)
+                        .is_some_and(|end| end <= data_len)
+            };
             // A record already in the table keeps its place; a removed
             // pack's records were dropped above, so what is found is live.
-            for record in &records.records {
+            for record in records.records.iter().filter(|r| within(r)) {
                 let loc = table.ids.entry(record.id).or_insert(Loc {
                     slot: n as u32,
                     offset: record.offset,

@@ -228,3 +228,38 @@ fn no_stray_files(dir: &Path) -> bool {
             .starts_with(".rask-store-get")
     })
 }
+
+/// A pack index record whose checksum holds but which names bytes past the
+/// end of its data file (an index written back before its data, then the
+/// data lost) is never used to size a read: the object reads as absent,
+/// the others in the pack still read, and nothing panics.
+#[test]
+fn a_packed_record_past_the_end_of_its_pack_reads_as_absent() {
+    let (_, packed) = layouts()[1];
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let (kept, lost) = {
+        let store = Store::create(&root, packed).unwrap();
+        let kept = store.put_object(Kind::Blob, &[], b"kept").unwrap();
+        let lost = store.put_object(Kind::Blob, &[], b"lost").unwrap();
+        (kept, lost)
+    };
+    // Rewrite the second record to claim an enormous length, checksum and all.
+    let copy = current_copy(&root, &lost);
+    let index = copy.file().with_extension("rsi");
+    let mut bytes = fs::read(&index).unwrap();
+    let at = rask_store::pack::HEADER_LEN + rask_store::pack::RECORD_LEN;
+    bytes[at + 40..at + 48].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    let sum = rask_store::index::record::xxh64(&bytes[at..at + 56], rask_store::pack::RECORD_SEED);
+    bytes[at + 56..at + 64].copy_from_slice(&sum.to_le_bytes());
+    overwrite(&index, &bytes);
+
+    let store = Store::open(&root, packed).unwrap();
+    assert_eq!(store.get_object(&kept).unwrap().payload(), b"kept");
+    let err = store.get_object(&lost).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(!store.contains_object(&lost).unwrap());
+    // Putting it again brings it back.
+    store.put_object(Kind::Blob, &[], b"lost").unwrap();
+    assert_eq!(store.get_object(&lost).unwrap().payload(), b"lost");
+}
