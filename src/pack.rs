@@ -418,12 +418,28 @@ pub fn check_index_header(file: &File, path: &Path) -> Result<()> {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read.
 pub fn read_records_from(file: &File, path: &Path, from: u64) -> Result<(PackIndex, u64)> {
+    read_records_up_to(file, path, from, u64::MAX)
+}
+
+/// As [`read_records_from`], reading at most `max` bytes of records (at
+/// least one record's worth): how a reader takes in a large index a piece
+/// at a time, without holding all of it in memory at once.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read.
+pub fn read_records_up_to(
+    file: &File,
+    path: &Path,
+    from: u64,
+    max: u64,
+) -> Result<(PackIndex, u64)> {
     let len = file.metadata().at("read metadata of", path)?.len();
     let mut out = PackIndex::default();
     if len < from + RECORD_LEN as u64 {
         return Ok((out, from));
     }
-    let whole = (len - from) / RECORD_LEN as u64 * RECORD_LEN as u64;
+    let whole =
+        (len - from).min(max.max(RECORD_LEN as u64)) / RECORD_LEN as u64 * RECORD_LEN as u64;
     let mut bytes = vec![0u8; whole as usize];
     let got = read_at_most(file, &mut bytes, from).at("read pack index", path)?;
     let used = decode_records(&bytes[..got], from, &mut out);

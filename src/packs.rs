@@ -535,15 +535,45 @@ impl Packs {
             });
             table.by_name.insert(name, slot);
         }
+        if !table.loaded {
+            // The first read takes in every record: room for all of them at
+            // once, instead of growing (and for a moment holding twice) a
+            // table of a million entries.
+            let records: u64 = table
+                .slots
+                .iter()
+                .filter_map(|slot| slot.pack.index.metadata().ok())
+                .map(|meta| {
+                    meta.len().saturating_sub(pack::HEADER_LEN as u64) / pack::RECORD_LEN as u64
+                })
+                .sum();
+            table.ids.reserve(usize::try_from(records).unwrap_or(0));
+        }
         for n in 0..table.slots.len() {
             let slot = &table.slots[n];
             if slot.gone {
                 continue;
             }
             let pack = Arc::clone(&slot.pack);
+            Packs::read_tail(table, n, &pack)?;
+        }
+        table.loaded = true;
+        Ok(())
+    }
+
+    /// Reads the records of slot `n`'s index from where the table stopped,
+    /// a megabyte at a time (a large index is never all in memory at once,
+    /// beside the table it fills).
+    fn read_tail(table: &mut Table, n: usize, pack: &PackFile) -> Result<()> {
+        const PIECE: u64 = 1 << 20;
+        loop {
+            let from = table.slots[n].index_read;
             let (records, read_to) =
-                pack::read_records_from(&pack.index, &pack.index_path, slot.index_read)?;
+                pack::read_records_up_to(&pack.index, &pack.index_path, from, PIECE)?;
             table.slots[n].index_read = read_to;
+            if read_to == from {
+                return Ok(());
+            }
             // A record is written after the bytes it names, so every record
             // just read names bytes the data file has now. One that does not
             // (a damaged index whose checksum still holds) is left out:
@@ -579,8 +609,6 @@ impl Packs {
                 }
             }
         }
-        table.loaded = true;
-        Ok(())
     }
 }
 
