@@ -110,7 +110,13 @@ fn clean_packs(store: &Store, report: &mut CleanReport) -> Result<()> {
         }
         if let Ok(index) = pack::read_index(&index_path) {
             report.objects += index.records.len() as u64;
-            report.bytes += index.records.iter().map(|r| r.len).sum::<u64>();
+            // What the data file holds, whatever a damaged record claims.
+            let data_len = data
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
+            let named: u64 = index.records.iter().map(|r| r.len).sum();
+            report.bytes += named.min(data_len);
         }
         remove_any(&index_path)?;
         remove_any(&data_path)?;

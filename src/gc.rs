@@ -371,9 +371,13 @@ fn collect_packs(
             .records
             .iter()
             .filter(|r| !live(&r.id) || !seen.insert(r.id))
-            .map(|r| r.len)
+            .map(|r| stored_len(r, pack.data_len))
             .sum();
-        let total: u64 = pack.records.iter().map(|r| r.len).sum();
+        let total: u64 = pack
+            .records
+            .iter()
+            .map(|r| stored_len(r, pack.data_len))
+            .sum();
         let merge = small > 1 && pack.data_len < SMALL_PACK;
         let worth = (pack.records.is_empty() && pack.old)
             || (dead > 0 && dead as f64 >= total as f64 * REWRITE_DEAD_SHARE)
@@ -431,14 +435,14 @@ fn collect_packs(
                 // The object's last copy: a copy in a pack left alone (a
                 // live writer's, a young one) keeps it in the store.
                 report.removed_objects += 1;
-                report.removed_bytes += record.len;
+                report.removed_bytes += stored_len(record, pack.data_len);
                 if options.mode == GcMode::Delete
                     && let Some(kind) = record_kind(pack, record)
                 {
-                    recorder.object_changed(kind, record.len, -1);
+                    recorder.object_changed(kind, stored_len(record, pack.data_len), -1);
                 }
             } else {
-                report.removed_bytes += record.len;
+                report.removed_bytes += stored_len(record, pack.data_len);
             }
         }
     }
@@ -482,9 +486,19 @@ fn read_record<'b>(
     record: &PackRecord,
     buf: &'b mut Vec<u8>,
 ) -> Result<Option<&'b [u8]>> {
+    // A record naming bytes past the data file's end (a damaged index whose
+    // checksum holds) is damaged: no buffer is sized by it.
+    let inside = record.offset >= pack::HEADER_LEN as u64
+        && record
+            .offset
+            .checked_add(record.len)
+            .is_some_and(|end| end <= pack.data_len);
     let Ok(len) = usize::try_from(record.len) else {
         return Ok(None);
     };
+    if !inside {
+        return Ok(None);
+    }
     buf.resize(len, 0);
     let got = pack::read_at(&pack.data, buf, record.offset).at("read pack", &pack.data_path)?;
     let whole = &buf[..got];
@@ -492,6 +506,12 @@ fn read_record<'b>(
         Some(Ok(_)) if got == len => Ok(Some(whole)),
         _ => Ok(None),
     }
+}
+
+/// The bytes of its data file a record can name: its length, or less for
+/// a damaged record that runs past the end (its length is not trusted).
+fn stored_len(record: &PackRecord, data_len: u64) -> u64 {
+    record.len.min(data_len.saturating_sub(record.offset))
 }
 
 /// The kind a record's header names, for the statistics.

@@ -257,3 +257,43 @@ fn garbage_with_a_copy_in_a_live_writers_pack_is_not_counted_as_removed() {
     }
     drop(writer);
 }
+
+/// A record whose checksum holds but which names bytes past the end of its
+/// pack is damage gc steps over: the pack is rewritten without it, every
+/// live object survives, and nothing aborts on a length read from disk.
+#[test]
+fn a_record_past_the_end_of_its_pack_is_dropped_by_the_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let (head, leaf, garbage) = store_with_garbage(&root);
+    // The last garbage object's record now claims a huge length.
+    let index = packs(&root)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "rsi"))
+        .unwrap();
+    let mut bytes = std::fs::read(&index).unwrap();
+    let at = bytes.len() - rask_store::pack::RECORD_LEN;
+    bytes[at + 40..at + 48].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    let sum = rask_store::index::record::xxh64(&bytes[at..at + 56], rask_store::pack::RECORD_SEED);
+    bytes[at + 56..at + 64].copy_from_slice(&sum.to_le_bytes());
+    common::overwrite(&index, &bytes);
+
+    let data = index.with_extension("rsp");
+    assert!(
+        !rask_store::pack::is_being_written(&data).unwrap(),
+        "held before gc"
+    );
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    // Reachable from the root: the damaged record's object too, so gc
+    // must try to copy it.
+    let mut roots = vec![head];
+    roots.push(*garbage.last().unwrap());
+    let report = gc::collect_objects(&store, &roots, zero_grace(), &|_| {}).unwrap();
+    assert_eq!(report.rewritten_packs, 1, "{report:?}");
+    assert_eq!(store.get_object(&leaf).unwrap().payload(), b"fn leaf() {}");
+    assert!(store.get_object(&head).is_ok());
+    assert!(matches!(
+        store.get_object(garbage.last().unwrap()),
+        Err(Error::NotFound { .. })
+    ));
+}
