@@ -44,6 +44,7 @@ use crate::lock;
 use crate::object::{self, HEADER_LEN, Header, Kind, Object, ObjectBuf, ObjectRef};
 use crate::pack::{self, PackRecord, PackWriter, ReadAt};
 use crate::publish::Durability;
+use crate::walk;
 
 /// The encoding size up to which objects go to packs by default.
 pub const DEFAULT_PACK_MAX: u64 = 64 << 10;
@@ -618,34 +619,24 @@ pub(crate) fn new_pack_name() -> String {
     format!("{:020}-{}", pack::now_unix_nanos(), lock::unique_name())
 }
 
-/// The names of the packs in `dir` (each `<name>.rsi` with its data file
-/// beside it), sorted.
+/// The names of the packs in `dir`: every `<name>.rsi` (its data file may be
+/// missing; a reader skips such a pack, verify reports it), sorted.
 ///
 /// # Errors
 /// [`Error::Io`] when the directory cannot be listed.
 pub(crate) fn list_packs(dir: &Path) -> Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", dir, e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("list", dir, e)),
-        };
-        let name = entry.file_name();
-        if let Some(stem) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(PACK_INDEX_SUFFIX))
-        {
-            names.push(stem.to_string());
-        }
-    }
+    Ok(stems(&walk::list_dir(dir)?, PACK_INDEX_SUFFIX))
+}
+
+/// The names in `paths` that end in `suffix`, without it, sorted.
+fn stems(paths: &[PathBuf], suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = paths
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str()?.strip_suffix(suffix))
+        .map(str::to_string)
+        .collect();
     names.sort_unstable();
-    Ok(names)
+    names
 }
 
 /// The data files in `dir` without an index beside them: a pack being made
@@ -655,24 +646,13 @@ pub(crate) fn list_packs(dir: &Path) -> Result<Vec<String>> {
 /// # Errors
 /// [`Error::Io`] when the directory cannot be listed.
 pub(crate) fn data_without_index(dir: &Path) -> Result<Vec<PathBuf>> {
-    let indexes = list_packs(dir)?;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.at("list", dir)?;
-        let name = entry.file_name();
-        if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(PACK_DATA_SUFFIX))
-            && indexes.binary_search_by(|n| n.as_str().cmp(stem)).is_err()
-        {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
-    Ok(out)
+    let paths = walk::list_dir(dir)?;
+    let indexes = stems(&paths, PACK_INDEX_SUFFIX);
+    Ok(stems(&paths, PACK_DATA_SUFFIX)
+        .into_iter()
+        .filter(|stem| indexes.binary_search(stem).is_err())
+        .map(|stem| dir.join(format!("{stem}{PACK_DATA_SUFFIX}")))
+        .collect())
 }
 
 /// Opens a pack for reading; `None` when either file is gone (removed since

@@ -134,7 +134,7 @@ use crate::publish::{self, Access};
 use crate::refs::{self, Expect};
 use crate::stamp;
 use crate::store::Store;
-use crate::walk::{self, FanoutEntry};
+use crate::walk::{self, FanoutEntry, list_dir};
 
 /// How long repair waits for a ref lock held by a live process.
 const REPAIR_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1310,21 +1310,6 @@ fn check_pins(store: &Store, found: &mut Vec<(Problem, Action)>) -> Result<()> {
         Err(e) => return Err(e),
     }
     Ok(())
-}
-
-/// The entries of `dir` (none if it does not exist), sorted.
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("list", dir, e)),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        paths.push(entry.at("list", dir)?.path());
-    }
-    paths.sort();
-    Ok(paths)
 }
 
 /// A lock file nobody holds (see crate::lock, "Stale rule"). The `flock`

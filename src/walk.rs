@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -53,4 +53,27 @@ pub fn fanout_entries(layout: &Layout, byte: u8) -> Result<Vec<FanoutEntry>> {
         }
     }
     Ok(out)
+}
+
+/// The entries of `dir` (none if it does not exist), sorted; an entry that
+/// vanishes while the directory is read is skipped.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory when it cannot be listed.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => paths.push(entry.path()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("list", dir, e)),
+        }
+    }
+    paths.sort();
+    Ok(paths)
 }
