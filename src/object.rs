@@ -27,6 +27,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -36,7 +37,7 @@ use blake3::hazmat::{ContextKey, HasherExt, hash_derive_key_context};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{ID_LEN, ObjectId};
 
-mod hash;
+pub(crate) mod hash;
 
 pub use hash::{PARALLEL_MIN, payload_hash, payload_range_hash};
 
@@ -375,6 +376,18 @@ pub struct ObjectBuf {
     /// the two the worker has let go of, so neither is given up (and
     /// zero-filled again) because the worker was slow to let go.
     spare: Option<Arc<Vec<u8>>>,
+    /// The object the last successful [`ObjectBuf::read`] verified, for
+    /// [`ObjectBuf::last_read`]; `None` after a failed one.
+    last: Option<LastRead>,
+}
+
+/// Where the last verified object lies in [`ObjectBuf::bytes`].
+#[derive(Debug)]
+struct LastRead {
+    id: ObjectId,
+    kind: Kind,
+    links: Vec<ObjectId>,
+    payload: Range<usize>,
 }
 
 impl ObjectBuf {
@@ -418,6 +431,7 @@ impl ObjectBuf {
         file_len: u64,
     ) -> Result<ObjectRef<'_>> {
         let what = format_args!("object {id}");
+        self.last = None;
         let len = usize::try_from(file_len)
             .map_err(|_| Error::corrupt(what, path, "file is larger than memory"))?;
         let bytes = self.unshared();
@@ -433,11 +447,31 @@ impl ObjectBuf {
         let links = decode_links(&bytes[HEADER_LEN..start]);
         let digest = payload_range_hash(&self.bytes, start..len);
         check_id(&id, header.kind, &links, header.payload_len, &digest, path)?;
+        self.last = Some(LastRead {
+            id,
+            kind: header.kind,
+            links: links.clone(),
+            payload: start..len,
+        });
         Ok(ObjectRef {
             id,
             kind: header.kind,
             links,
             payload: &self.bytes[start..len],
+        })
+    }
+
+    /// The object the last [`ObjectBuf::read`] verified, while nothing has
+    /// been read into the buffer since; `None` when that read failed (or
+    /// none was made). Lets a buffer filled on one thread be handed, with
+    /// its object, to another.
+    pub(crate) fn last_read(&self) -> Option<ObjectRef<'_>> {
+        let last = self.last.as_ref()?;
+        Some(ObjectRef {
+            id: last.id,
+            kind: last.kind,
+            links: last.links.clone(),
+            payload: self.bytes.get(last.payload.clone())?,
         })
     }
 }

@@ -35,6 +35,9 @@ use crate::publish::{self, Access, Durability, SyncQueue};
 use crate::stamp;
 use crate::stats::{self, StatsRecorder, StatsReport};
 
+mod many;
+pub use many::{MAX_WORKERS, PARALLEL_BYTES, PER_OBJECT};
+
 /// A put of an existing object refreshes its mtime when it is older than this.
 pub const FRESHEN_ON_PUT: Duration = Duration::from_secs(60);
 /// A read refreshes an object's mtime (its last use) at most this often.

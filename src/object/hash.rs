@@ -24,6 +24,7 @@
 //! No `unsafe`: the payload is shared with the worker through an `Arc`,
 //! and the worker only reads it.
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -64,7 +65,7 @@ pub fn payload_hash(bytes: &Arc<Vec<u8>>, start: usize) -> blake3::Hash {
 /// this returns; nothing is written through it.
 pub fn payload_range_hash(bytes: &Arc<Vec<u8>>, range: Range<usize>) -> blake3::Hash {
     let payload = bytes.get(range.clone()).unwrap_or_default();
-    if payload.len() < PARALLEL_MIN {
+    if payload.len() < PARALLEL_MIN || ALONE.get() {
         return blake3::hash(payload);
     }
     let Some(worker) = worker() else {
@@ -82,6 +83,26 @@ pub fn payload_range_hash(bytes: &Arc<Vec<u8>>, range: Range<usize>) -> blake3::
     };
     PACE.record(mode, started.elapsed(), payload.len());
     hash
+}
+
+thread_local! {
+    /// Set while this thread is one of several already sharing the cores
+    /// (`Store::get_many`): its payloads are hashed on it alone.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every payload hash on this thread computed on it alone,
+/// never offered to the worker: for threads that already keep the cores
+/// busy between them, where the worker would only compete with them.
+pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.set(self.0);
+        }
+    }
+    let _restore = Restore(ALONE.replace(true));
+    f()
 }
 
 /// Hashes `bytes[range]` (in bounds) with the worker's help; `None` when it

@@ -1,10 +1,11 @@
 //! rask-store, twice: through its keyed index the way a compiler uses it
 //! ([`KEYED`], the row every ratio is against; puts go through
 //! `Index::put_many`, one batch of 1,000 at a time as redb and SQLite commit
-//! theirs; gets through `Index::get_into` with one buffer per batch), and through its object API
+//! theirs; gets through `Index::get_many`, one batch of 1,000 at a time, its
+//! reads and hashes shared over the cores), and through its object API
 //! with the key → id map in memory like the raw filesystem ([`OBJECTS`]; gets
-//! go through `Store::get_object_into` with one buffer per batch, as the raw
-//! filesystem peer reuses one).
+//! go one at a time through `Store::get_object_into` with one buffer per
+//! batch, as the raw filesystem peer reuses one: the one-thread get).
 //! Both verify with the store's own `verify::verify` and reclaim with
 //! `gc::collect`.
 
@@ -30,7 +31,7 @@ pub const PART: &str = "ast";
 
 pub const KEYED: PeerSpec = PeerSpec {
     id: "rask",
-    label: "rask-store (keyed index)",
+    label: "rask-store (keyed index, get_many)",
     durability: "none (Durability::None)",
     verify: "verify::verify (every object re-hashed on every core, links, index files, \
              every entry's closure, refs)",
@@ -42,7 +43,7 @@ pub const KEYED: PeerSpec = PeerSpec {
 
 pub const OBJECTS: PeerSpec = PeerSpec {
     id: "rask-objects",
-    label: "rask-store (objects, key map in memory)",
+    label: "rask-store (objects, key map in memory, one get at a time)",
     durability: "none (Durability::None)",
     verify: "verify::verify (every object re-hashed on every core, links)",
     reclaim: "a Root object linking the kept half, published as a ref, then gc::collect \
@@ -297,14 +298,6 @@ fn keyed(store: Store) -> Res<Box<dyn Peer>> {
 }
 
 impl RaskKeyed {
-    fn key(&mut self, bytes: &[u8]) -> Res<Key> {
-        let start = std::time::Instant::now();
-        let key = w1_key(&self.namespace, bytes);
-        self.key_secs += start.elapsed().as_secs_f64();
-        self.keys_built += 1;
-        key
-    }
-
     fn keys(&mut self, keys: &[&[u8]]) -> Res<Vec<Key>> {
         let start = std::time::Instant::now();
         let out = keys.iter().map(|k| w1_key(&self.namespace, k)).collect();
@@ -333,18 +326,17 @@ impl Peer for RaskKeyed {
     }
 
     fn get_batch(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
-        // One buffer reused across the batch, as for the objects row.
-        let mut buf = ObjectBuf::new();
-        for (i, key) in keys.iter().enumerate() {
-            let key = self.key(key)?;
-            match self.index.get_into(&self.store, &key, PART, &mut buf)? {
-                Lookup::Hit(bytes) => check(i, bytes)?,
+        // The batch in one `Index::get_many`, as a compiler loading a
+        // package's cached instances would ask: the reads and hashes are
+        // shared over the cores, every value is checked on this thread.
+        let keys = self.keys(keys)?;
+        self.index
+            .get_many(&self.store, &keys, PART, |i, answer| match answer? {
+                Lookup::Hit(bytes) => check(i, bytes),
                 Lookup::Miss(miss) => {
-                    return Err(format!("{} miss: {}", miss.cause.name(), miss.detail).into());
+                    Err(format!("{} miss: {}", miss.cause.name(), miss.detail).into())
                 }
-            }
-        }
-        Ok(())
+            })
     }
 
     fn exists_batch(&mut self, keys: &[&[u8]], found: &mut Vec<bool>) -> Res<()> {

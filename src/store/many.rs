@@ -1,0 +1,239 @@
+//! Reading many objects in one call, on every core: [`Store::get_many`].
+//!
+//! A compiler loading a package's cached artifacts asks for hundreds of
+//! objects at once, and most of a verified get is the read and the hash,
+//! which need nothing from the caller. So the caller's thread and up to
+//! [`MAX_WORKERS`] scoped worker threads take the next unread id from one
+//! atomic counter until none are left. A worker reads and verifies into a
+//! buffer of its own and sends the buffer to the caller, which hands the
+//! object to the callback and sends the buffer back: every callback runs
+//! on the caller's thread (it need not be `Send`), no payload is copied,
+//! and a worker is at most [`AHEAD`] objects ahead of the callbacks, so
+//! memory stays bounded by a few of the largest objects.
+//!
+//! Every thread hashes alone (`hash::alone`): the threads already share
+//! the cores, and the hashing worker would only compete with them.
+
+use std::io;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{ObjectBuf, ObjectRef, hash};
+
+use super::Store;
+
+/// Worker threads beside the caller's, at most (fewer on a machine with
+/// fewer cores: one less than it has).
+pub const MAX_WORKERS: usize = 3;
+
+/// The work a call must be expected to take before it starts workers, in
+/// bytes read, each object counted [`PER_OBJECT`] bytes longer than it is.
+///
+/// Starting a scoped thread costs ~40 µs on the 2-core benchmark machine;
+/// measured there (docs/BENCHMARKS.md, "get_many"), 128 objects of ~300 B
+/// gain from workers and 32 lose, 64 objects of ~16 KB gain and 16 break
+/// even. A call expected to take less is done on the caller's thread alone.
+pub const PARALLEL_BYTES: u64 = 512 << 10;
+
+/// What one object costs beyond its bytes, in bytes of reading and hashing:
+/// a get's table lookup, header, id check and callback, ~1.5 µs.
+pub const PER_OBJECT: u64 = 4 << 10;
+
+/// Objects a worker may have read that the caller has not handed to the
+/// callback yet.
+const AHEAD: usize = 4;
+
+/// What a worker sends back: which worker, the index into `ids`, the
+/// buffer, and whether the read left a verified object in it.
+struct Done {
+    worker: usize,
+    index: usize,
+    buf: ObjectBuf,
+    read: Result<()>,
+}
+
+/// What an object not in a pack is guessed to weigh: most are the ones too
+/// large for one.
+const LOOSE_GUESS: u64 = 64 << 10;
+
+impl Store {
+    /// Reads and verifies every object of `ids` and calls `each` with its
+    /// index in `ids` and the result of [`Store::get_object_into`] for it,
+    /// spreading the reads and hashes over the machine's cores.
+    ///
+    /// Every index is answered exactly once, in no particular order, and
+    /// always on the calling thread. An object that is absent or damaged is
+    /// an `Err` handed to `each` ([`Error::NotFound`], [`Error::Corrupt`]),
+    /// not the end of the call: `each` decides. The first error `each`
+    /// returns stops the call (reads already under way finish, no more
+    /// callbacks are made) and is returned.
+    ///
+    /// A call expected to take less work than [`PARALLEL_BYTES`] runs on
+    /// the calling thread alone, as does every call on a one-core machine or
+    /// when no thread can be started.
+    ///
+    /// # Errors
+    /// Only what `each` returns.
+    pub fn get_many<E, F>(&self, ids: &[ObjectId], mut each: F) -> std::result::Result<(), E>
+    where
+        F: FnMut(usize, Result<ObjectRef<'_>>) -> std::result::Result<(), E>,
+    {
+        let workers = workers().min(ids.len().saturating_sub(1));
+        if workers == 0 || self.expected_work(ids) < PARALLEL_BYTES {
+            let mut buf = ObjectBuf::new();
+            for (i, id) in ids.iter().enumerate() {
+                each(i, self.get_object_into(id, &mut buf))?;
+            }
+            return Ok(());
+        }
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        thread::scope(|scope| {
+            let (done_tx, done_rx) = mpsc::channel::<Done>();
+            let mut returns = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                let (back_tx, back_rx) = mpsc::channel::<ObjectBuf>();
+                let worker = returns.len();
+                let done_tx = done_tx.clone();
+                let (next, stop) = (&next, &stop);
+                let started = thread::Builder::new()
+                    .name("rask-store-get".into())
+                    .spawn_scoped(scope, move || {
+                        hash::alone(|| self.serve(ids, worker, next, stop, &back_rx, &done_tx));
+                    });
+                if started.is_ok() {
+                    for _ in 0..AHEAD {
+                        let _ = back_tx.send(ObjectBuf::new());
+                    }
+                    returns.push(back_tx);
+                }
+            }
+            // Only the workers' copies are left: the loop below ends when
+            // the last worker has finished.
+            drop(done_tx);
+            let result = hash::alone(|| {
+                let mut own = ObjectBuf::new();
+                loop {
+                    while let Ok(done) = done_rx.try_recv() {
+                        self.answer(ids, &mut each, &returns, done)?;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else {
+                        break;
+                    };
+                    each(i, self.get_object_into(id, &mut own))?;
+                }
+                for done in &done_rx {
+                    self.answer(ids, &mut each, &returns, done)?;
+                }
+                Ok(())
+            });
+            // On an error, workers waiting for a buffer wake to a closed
+            // channel and the others see `stop` before their next read.
+            stop.store(true, Ordering::Relaxed);
+            drop(returns);
+            result
+        })
+    }
+
+    /// A worker: reads the next unclaimed object into a free buffer and
+    /// sends it to the caller, until none are left or the call stops.
+    fn serve(
+        &self,
+        ids: &[ObjectId],
+        worker: usize,
+        next: &AtomicUsize,
+        stop: &AtomicBool,
+        free: &mpsc::Receiver<ObjectBuf>,
+        done: &mpsc::Sender<Done>,
+    ) {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut buf) = free.recv() else {
+                return;
+            };
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(id) = ids.get(index) else {
+                return;
+            };
+            let read = self.get_object_into(id, &mut buf).map(|_| ());
+            let sent = done.send(Done {
+                worker,
+                index,
+                buf,
+                read,
+            });
+            if sent.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Hands a worker's object to `each` and its buffer back to the worker.
+    fn answer<E, F>(
+        &self,
+        ids: &[ObjectId],
+        each: &mut F,
+        returns: &[mpsc::Sender<ObjectBuf>],
+        done: Done,
+    ) -> std::result::Result<(), E>
+    where
+        F: FnMut(usize, Result<ObjectRef<'_>>) -> std::result::Result<(), E>,
+    {
+        let result = match done.read {
+            Ok(()) => match done.buf.last_read() {
+                Some(object) => each(done.index, Ok(object)),
+                None => each(done.index, Err(lost_object(self, &ids[done.index]))),
+            },
+            Err(e) => each(done.index, Err(e)),
+        };
+        if let Some(back) = returns.get(done.worker) {
+            let _ = back.send(done.buf);
+        }
+        result
+    }
+
+    /// The work reading `ids` is expected to take, counted until it reaches
+    /// [`PARALLEL_BYTES`]: [`PER_OBJECT`] for each object, plus a packed
+    /// object's length from the table this handle has, [`LOOSE_GUESS`] for
+    /// any other.
+    fn expected_work(&self, ids: &[ObjectId]) -> u64 {
+        let mut total = 0;
+        for id in ids {
+            total += PER_OBJECT
+                + match self.packs.find(id, false) {
+                    Ok(Some(found)) => found.len,
+                    _ => LOOSE_GUESS,
+                };
+            if total >= PARALLEL_BYTES {
+                break;
+            }
+        }
+        total
+    }
+}
+
+/// Worker threads a call starts: one less than the cores, at most
+/// [`MAX_WORKERS`] (looked up once: it reads cgroup files).
+fn workers() -> usize {
+    static WORKERS: OnceLock<usize> = OnceLock::new();
+    *WORKERS.get_or_init(|| {
+        thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .min(MAX_WORKERS)
+    })
+}
+
+/// The error for a buffer that came back without the object its worker
+/// verified in it (never expected: the read said it succeeded).
+fn lost_object(store: &Store, id: &ObjectId) -> Error {
+    Error::io(
+        "read object",
+        store.object_path(id),
+        io::Error::other("the read buffer came back without the object it had verified"),
+    )
+}

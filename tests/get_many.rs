@@ -1,0 +1,231 @@
+//! `Store::get_many` and `Index::get_many`: a batch of reads shared over the
+//! cores answers every index once, on the calling thread, with what the
+//! one-at-a-time get would have said — the same bytes, the same misses —
+//! and stops at the first error the callback returns.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::thread;
+
+use common::{flip_object_byte, layouts, pseudo_random};
+use rask_store::{
+    Component, Error, Index, Key, Kind, Lookup, MissCause, Namespace, ObjectBuf, ObjectId, Store,
+};
+
+/// Payload lengths from 0 bytes to 200 KiB, small ones most often, enough
+/// of them that a batch is shared out (`store::PARALLEL_BYTES`).
+fn lengths(n: usize) -> Vec<usize> {
+    (0..n)
+        .map(|i| match i % 10 {
+            0 => 0,
+            1..=5 => 100 + i * 37 % 4_000,
+            6..=8 => 4_096 + i * 811 % 28_000,
+            _ => 64_000 + i * 4_099 % 140_000,
+        })
+        .collect()
+}
+
+fn fill(store: &Store, n: usize) -> Vec<(ObjectId, Vec<u8>)> {
+    lengths(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, len)| {
+            let payload = pseudo_random(len, i as u64 + 1);
+            (
+                store.put_object(Kind::Blob, &[], &payload).unwrap(),
+                payload,
+            )
+        })
+        .collect()
+}
+
+/// Every index `get_many` answered, with the payload or the error's text;
+/// panics if one is answered twice or on another thread.
+fn answers(store: &Store, ids: &[ObjectId]) -> BTreeMap<usize, Result<Vec<u8>, String>> {
+    let caller = thread::current().id();
+    let mut seen = BTreeMap::new();
+    store
+        .get_many(ids, |i, read| -> Result<(), String> {
+            assert_eq!(
+                thread::current().id(),
+                caller,
+                "index {i} answered elsewhere"
+            );
+            let answer = read
+                .map(|o| o.payload().to_vec())
+                .map_err(|e| e.to_string());
+            assert!(seen.insert(i, answer).is_none(), "index {i} answered twice");
+            Ok(())
+        })
+        .unwrap();
+    seen
+}
+
+#[test]
+fn a_batch_reads_back_every_payload_once_on_the_calling_thread() {
+    for (layout, options) in layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), options).unwrap();
+        let stored = fill(&store, 400);
+        // The same id twice and in reverse order are answered by position.
+        let mut ids: Vec<ObjectId> = stored.iter().rev().map(|(id, _)| *id).collect();
+        ids.push(stored[7].0);
+        let got = answers(&store, &ids);
+        assert_eq!(got.len(), ids.len(), "{layout}: every index answered");
+        for (i, answer) in &got {
+            let want = &stored.iter().find(|(id, _)| *id == ids[*i]).unwrap().1;
+            assert_eq!(answer.as_ref().unwrap(), want, "{layout}: index {i}");
+        }
+        // A batch too small to share out says the same.
+        let few = answers(&store, &ids[..3]);
+        assert_eq!(few.len(), 3);
+        for (i, answer) in few {
+            assert_eq!(answer, got[&i], "{layout}: small batch, index {i}");
+        }
+    }
+}
+
+#[test]
+fn absent_and_damaged_objects_are_errors_for_their_index_only() {
+    for (layout, options) in layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), options).unwrap();
+        let stored = fill(&store, 300);
+        let damaged = stored[13].0;
+        flip_object_byte(dir.path(), &damaged, 200);
+        // A fresh handle, so nothing read before the damage is trusted.
+        let store = Store::open(dir.path(), options).unwrap();
+        let absent = ObjectId::from_bytes([0xab; 32]);
+        let mut ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
+        ids.insert(100, absent);
+        let mut kinds = BTreeMap::new();
+        store
+            .get_many(&ids, |i, read| -> Result<(), Error> {
+                let kind = match read {
+                    Ok(object) => {
+                        let mut buf = ObjectBuf::new();
+                        let one = store.get_object_into(&ids[i], &mut buf)?;
+                        assert_eq!(object.payload(), one.payload(), "{layout}: index {i}");
+                        "ok"
+                    }
+                    Err(Error::NotFound { .. }) => "absent",
+                    Err(Error::Corrupt { .. }) => "damaged",
+                    Err(e) => return Err(e),
+                };
+                kinds.insert(i, kind);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(kinds.len(), ids.len(), "{layout}");
+        assert_eq!(kinds[&100], "absent", "{layout}");
+        let at = ids.iter().position(|id| *id == damaged).unwrap();
+        assert_eq!(kinds[&at], "damaged", "{layout}");
+        let ok = kinds.values().filter(|k| **k == "ok").count();
+        assert_eq!(ok, ids.len() - 2, "{layout}: every other object reads");
+    }
+}
+
+#[test]
+fn the_first_error_the_callback_returns_stops_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), Default::default()).unwrap();
+    let ids: Vec<ObjectId> = fill(&store, 500).into_iter().map(|(id, _)| id).collect();
+    let mut calls = 0;
+    let mut after_error = 0;
+    let result = store.get_many(&ids, |i, _| {
+        calls += 1;
+        if calls > 40 {
+            after_error += 1;
+        }
+        if calls >= 40 {
+            return Err(format!("stop at {i}"));
+        }
+        Ok(())
+    });
+    assert!(result.unwrap_err().starts_with("stop at "));
+    assert_eq!(calls, 40, "no callback after the one that failed");
+    assert_eq!(after_error, 0);
+}
+
+fn key(ns: &Namespace, i: usize) -> Key {
+    Key::new(
+        ns.clone(),
+        vec![Component::str("pkg"), Component::str(format!("f{i}"))],
+    )
+    .unwrap()
+}
+
+#[test]
+fn index_get_many_answers_as_get_into_does_for_every_key() {
+    for (layout, options) in layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), options).unwrap();
+        let index = Index::open(&store).unwrap();
+        let ns = Namespace::new("rask-0.4").unwrap();
+        let lens = lengths(300);
+        for (i, len) in lens.iter().enumerate() {
+            let ast = pseudo_random(*len, i as u64 + 7);
+            index
+                .put(&store, &key(&ns, i), Kind::Instance, &[("ast", &ast)])
+                .unwrap();
+        }
+        // Key 5's object damaged, key 6's gone (loose only: a pack is not
+        // edited), key 300 never stored; every key asked for a part "ir"
+        // would be a miss too.
+        let part_id = |i: usize| match index.lookup(&key(&ns, i)).unwrap() {
+            Lookup::Hit(entry) => entry.part("ast").unwrap().id,
+            Lookup::Miss(m) => panic!("{m:?}"),
+        };
+        flip_object_byte(dir.path(), &part_id(5), 100);
+        if layout == "loose" {
+            fs::remove_file(store.object_path(&part_id(6))).unwrap();
+        }
+        let store = Store::open(dir.path(), options).unwrap();
+        let index = Index::open(&store).unwrap();
+        let keys: Vec<Key> = (0..=300).map(|i| key(&ns, i)).collect();
+        let mut got = BTreeMap::new();
+        index
+            .get_many(&store, &keys, "ast", |i, answer| -> Result<(), Error> {
+                let answer = match answer? {
+                    Lookup::Hit(bytes) => Ok(bytes.to_vec()),
+                    Lookup::Miss(miss) => Err(miss.cause),
+                };
+                assert!(got.insert(i, answer).is_none(), "{layout}: key {i} twice");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), keys.len(), "{layout}");
+        let mut buf = ObjectBuf::new();
+        for (i, key) in keys.iter().enumerate() {
+            let one = match index.get_into(&store, key, "ast", &mut buf).unwrap() {
+                Lookup::Hit(bytes) => Ok(bytes.to_vec()),
+                Lookup::Miss(miss) => Err(miss.cause),
+            };
+            assert_eq!(got[&i], one, "{layout}: key {i}");
+        }
+        assert_eq!(got[&5], Err(MissCause::Corrupt), "{layout}");
+        assert_eq!(got[&300], Err(MissCause::Absent), "{layout}");
+        if layout == "loose" {
+            assert_eq!(got[&6], Err(MissCause::Dangling));
+        }
+        assert_eq!(got[&9].as_ref().unwrap().len(), lens[9], "{layout}");
+        let mut no_part = 0;
+        index
+            .get_many(
+                &store,
+                &keys[..50],
+                "ir",
+                |_, answer| -> Result<(), Error> {
+                    if let Lookup::Miss(miss) = answer? {
+                        assert_eq!(miss.cause, MissCause::Absent);
+                        no_part += 1;
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(no_part, 50, "{layout}: no entry has a part \"ir\"");
+    }
+}
