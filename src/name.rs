@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -58,8 +59,11 @@ fn check(what: &'static str, name: &str) -> Result<()> {
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
+        ///
+        /// A clone shares the text (a reference count, not an allocation):
+        /// every [`crate::Key`] holds a clone of its namespace.
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Checks `name` against the naming rules (see the module docs).
@@ -69,7 +73,7 @@ macro_rules! name_type {
             pub fn new(name: impl Into<String>) -> Result<$name> {
                 let name = name.into();
                 check($what, &name)?;
-                Ok($name(name))
+                Ok($name(Arc::from(name)))
             }
 
             /// The name as text.
