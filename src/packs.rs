@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
@@ -208,8 +208,17 @@ pub(crate) struct Packs {
     dir: PathBuf,
     tmp_dir: PathBuf,
     table: RwLock<Table>,
-    writer: Mutex<Option<Active>>,
+    /// The handle's own packs, one per thread appending at the same time
+    /// (a put takes the first one free): a handle used from one thread
+    /// has one pack, and threads putting side by side each write their
+    /// own instead of taking turns.
+    writers: [Mutex<Option<Active>>; WRITERS],
 }
+
+/// Packs one handle appends to at once, at most: one per thread of
+/// [`crate::Store::put_many`] (the caller and up to
+/// [`crate::store::MAX_WORKERS`] workers).
+const WRITERS: usize = crate::store::MAX_WORKERS + 1;
 
 impl Packs {
     pub(crate) fn new(layout: &Layout) -> Packs {
@@ -217,7 +226,7 @@ impl Packs {
             dir: layout.pack_dir(),
             tmp_dir: layout.tmp_dir().to_path_buf(),
             table: RwLock::default(),
-            writer: Mutex::default(),
+            writers: Default::default(),
         }
     }
 
@@ -269,16 +278,19 @@ impl Packs {
     /// itself. The handle's own pack is closed too (its place in the table
     /// goes with the table); the next packed put starts a new one.
     pub(crate) fn forget(&self) -> Result<()> {
-        // The writer first, as `append` takes them.
-        let mut writer = self.lock_writer();
-        let own = writer.take();
+        // The writers first, as `append` takes them, in order.
+        let mut writers: Vec<_> = self.writers.iter().map(lock).collect();
+        let own: Vec<Active> = writers.iter_mut().filter_map(|w| w.take()).collect();
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         *table = Table::default();
         drop(table);
-        match own {
-            Some(active) if active.dirty => active.writer.sync(),
-            _ => Ok(()),
+        drop(writers);
+        for active in own {
+            if active.dirty {
+                active.writer.sync()?;
+            }
         }
+        Ok(())
     }
 
     /// Reads and verifies a packed object; `None` when no pack holds it
@@ -383,7 +395,7 @@ impl Packs {
         durability: Durability,
         before_first_pack: &dyn Fn() -> Result<()>,
     ) -> Result<PackRecord> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = self.free_writer();
         let len = (head.len() + body.len()) as u64;
         let full = writer
             .as_ref()
@@ -461,31 +473,43 @@ impl Packs {
 
     /// Makes this handle's appends durable (for [`Durability::Batch`]).
     pub(crate) fn sync(&self) -> Result<()> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(active) = writer.as_mut()
-            && active.dirty
-        {
-            active.writer.sync()?;
-            active.dirty = false;
+        for writer in &self.writers {
+            let mut writer = lock(writer);
+            if let Some(active) = writer.as_mut()
+                && active.dirty
+            {
+                active.writer.sync()?;
+                active.dirty = false;
+            }
         }
         Ok(())
     }
 
-    /// Ends this handle's current pack, so that the next packed put starts
-    /// another (gc does this before it rewrites packs, so its own pack is
-    /// one of them).
+    /// Ends this handle's current packs, so that the next packed put starts
+    /// another (gc does this before it rewrites packs, so its own packs are
+    /// among them).
     pub(crate) fn close_own_pack(&self) -> Result<()> {
-        let mut writer = self.lock_writer();
-        if let Some(active) = writer.take()
-            && active.dirty
-        {
-            active.writer.sync()?;
+        for writer in &self.writers {
+            if let Some(active) = lock(writer).take()
+                && active.dirty
+            {
+                active.writer.sync()?;
+            }
         }
         Ok(())
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Option<Active>> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The first of the handle's pack writers no other thread is using,
+    /// or the first one when all are (waiting for it).
+    fn free_writer(&self) -> MutexGuard<'_, Option<Active>> {
+        for writer in &self.writers {
+            match writer.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.writers[0])
     }
 
     /// The bytes of every packed object, one copy each (gc's size cap).
@@ -680,4 +704,10 @@ fn open_pack(dir: &Path, name: &str) -> Result<Option<PackFile>> {
         index,
         file_id,
     }))
+}
+
+/// Locks one of the handle's pack writers (a poisoned lock is taken as it
+/// is, as the table's is).
+fn lock(writer: &Mutex<Option<Active>>) -> MutexGuard<'_, Option<Active>> {
+    writer.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -229,3 +229,69 @@ fn index_get_many_answers_as_get_into_does_for_every_key() {
         assert_eq!(no_part, 50, "{layout}: no entry has a part \"ir\"");
     }
 }
+
+#[test]
+fn put_many_stores_what_put_object_would_and_each_thread_writes_its_own_pack() {
+    for (layout, options) in layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), options).unwrap();
+        let payloads: Vec<Vec<u8>> = lengths(400)
+            .into_iter()
+            .enumerate()
+            .map(|(i, len)| pseudo_random(len, i as u64 + 50))
+            .collect();
+        let link = store.put_object(Kind::Blob, &[], b"linked").unwrap();
+        let links = [link];
+        let objects: Vec<(&[ObjectId], &[u8])> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let links: &[ObjectId] = if i % 7 == 0 { &links } else { &[] };
+                (links, &p[..])
+            })
+            .collect();
+        let ids = store.put_many(Kind::Instance, &objects).unwrap();
+        assert_eq!(ids.len(), objects.len(), "{layout}");
+        // The same ids a one-at-a-time put gives, the same objects read back
+        // by a handle opened afterwards.
+        let again: Vec<ObjectId> = objects
+            .iter()
+            .map(|(links, p)| store.put_object(Kind::Instance, links, p).unwrap())
+            .collect();
+        assert_eq!(ids, again, "{layout}");
+        drop(store);
+        let store = Store::open(dir.path(), options).unwrap();
+        let got = answers(&store, &ids);
+        for (i, (links, payload)) in objects.iter().enumerate() {
+            assert_eq!(got[&i].as_ref().unwrap(), payload, "{layout}: object {i}");
+            let object = store.get_object(&ids[i]).unwrap();
+            assert_eq!(object.links(), *links, "{layout}: object {i}");
+            assert_eq!(object.kind(), Kind::Instance);
+        }
+        let packs = fs::read_dir(store.layout().pack_dir())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if layout == "loose" {
+            assert_eq!(packs, 0, "a loose store makes no pack");
+        } else {
+            // The first put's pack and, with workers, one more for each
+            // (data and index files); never more than the threads.
+            let threads = rask_store::store::MAX_WORKERS + 1;
+            assert!((2..=2 * threads).contains(&packs), "{packs} pack files");
+        }
+    }
+}
+
+#[test]
+fn a_small_put_many_uses_the_one_pack_of_the_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), Default::default()).unwrap();
+    let payloads: Vec<Vec<u8>> = (0..10).map(|i| pseudo_random(300, i)).collect();
+    let objects: Vec<(&[ObjectId], &[u8])> = payloads.iter().map(|p| (&[][..], &p[..])).collect();
+    let ids = store.put_many(Kind::Blob, &objects).unwrap();
+    for (id, payload) in ids.iter().zip(&payloads) {
+        assert_eq!(store.get_object(id).unwrap().payload(), &payload[..]);
+    }
+    let packs = fs::read_dir(store.layout().pack_dir()).unwrap().count();
+    assert_eq!(packs, 2, "one pack: its data and index files");
+}

@@ -989,17 +989,25 @@ impl Index {
         kind: Kind,
         entries: &[(&Key, NamedParts<'_>)],
     ) -> Result<Vec<PutOutcome>> {
-        let mut published = Vec::with_capacity(entries.len());
         // Held across the batch, so each object put below finds the shared
         // writers lock already taken (two `flock`s fewer per object).
         let writing = store.writing()?;
-        for (key, parts) in entries {
-            let mut refs = Vec::with_capacity(parts.len());
+        let mut objects: Vec<(&[ObjectId], &[u8])> = Vec::new();
+        for (_, parts) in entries {
             for (name, bytes) in *parts {
                 record::check_part_name(name).map_err(|reason| Error::InvalidEntry { reason })?;
+                objects.push((&[], bytes));
+            }
+        }
+        // Every part of the batch at once, hashed and written on every core.
+        let mut ids = store.put_many(kind, &objects)?.into_iter();
+        let mut published = Vec::with_capacity(entries.len());
+        for (key, parts) in entries {
+            let mut refs = Vec::with_capacity(parts.len());
+            for ((name, bytes), id) in parts.iter().zip(ids.by_ref()) {
                 refs.push(PartRef {
                     name: (*name).to_string(),
-                    id: store.put_object(kind, &[], bytes)?,
+                    id,
                     size: bytes.len() as u64,
                 });
             }
