@@ -54,8 +54,12 @@ pub const PER_OBJECT: u64 = 4 << 10;
 pub const PUT_PER_OBJECT: u64 = 16 << 10;
 
 /// Objects a worker may have read that the caller has not handed to the
-/// callback yet.
-const AHEAD: usize = 4;
+/// callback yet: enough that a worker keeps reading while the caller reads
+/// a large object itself (16 against 4 made W1-shaped batches 6% faster).
+const AHEAD: usize = 16;
+
+/// The largest buffer handed back to a worker for its next read.
+const KEEP_BUF: usize = 1 << 20;
 
 /// What a worker sends back: which worker, the index into `ids`, the
 /// buffer, and whether the read left a verified object in it.
@@ -285,7 +289,14 @@ impl Store {
             Err(e) => each(done.index, Err(e)),
         };
         if let Some(back) = returns.get(done.worker) {
-            let _ = back.send(done.buf);
+            // A buffer grown past KEEP_BUF is let go, so that a batch with
+            // a few very large objects does not keep AHEAD copies of them.
+            let buf = if done.buf.capacity() > KEEP_BUF {
+                ObjectBuf::new()
+            } else {
+                done.buf
+            };
+            let _ = back.send(buf);
         }
         result
     }
