@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark rask-store against the stores a compiler author would pick instead.
 #
-#   scripts/bench.sh [--mode w1|gc|index] [--n N] [--seed S] [--peers LIST] [--dir DIR]
+#   scripts/bench.sh [--mode w1|gc|index|batch] [--n N] [--seed S] [--peers LIST] [--dir DIR]
 #   scripts/bench.sh --help          # every option and mode
 #
 # Builds bench/ (its own Cargo package, so the root's `cargo test` never
@@ -25,6 +25,10 @@
 #       insert rate, lookup p50/p99, find_missing of 20,000 keys, fresh-
 #       process open + lookup, against cacache (issue 3). Leave cacache out
 #       of --peers to skip it.
+#   --mode batch         Store::get_many and Store::put_many against one
+#       call per object, at batch sizes from 4 to 1,000, for N of W1's
+#       values and for values fifty times smaller (~3 GB free needed at
+#       the default N; about 3 minutes).
 #
 # The git peer needs `git` on PATH.
 set -euo pipefail

@@ -8,6 +8,7 @@
 //!
 //! Each peer runs in a fresh directory under one temp dir, removed at the end.
 
+mod batchbench;
 mod gcbench;
 mod indexbench;
 mod peer;
@@ -72,6 +73,10 @@ pub enum Mode {
     /// find_missing of 20,000 keys, fresh-process open + lookup, against
     /// cacache (issue 3).
     Index,
+    /// `Store::get_many` and `Store::put_many` against one call per object,
+    /// at batch sizes from 4 to 1,000, for W1's values and values fifty
+    /// times smaller: where sharing a batch over the cores starts to pay.
+    Batch,
 }
 
 #[derive(Args, Clone)]
@@ -142,6 +147,7 @@ fn run_mode(args: &RunArgs) -> Res<()> {
         Mode::W1 => run(args),
         Mode::Gc => gcbench::run_gc(args),
         Mode::Index => indexbench::run_index(args),
+        Mode::Batch => batchbench::run_batch(args),
     }
 }
 

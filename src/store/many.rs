@@ -20,6 +20,7 @@
 //! a pack of its own (`Packs` keeps one per thread appending at once), so
 //! none waits for another's copy.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,7 +59,8 @@ pub const PUT_PER_OBJECT: u64 = 16 << 10;
 /// a large object itself (16 against 4 made W1-shaped batches 6% faster).
 const AHEAD: usize = 16;
 
-/// The largest buffer handed back to a worker for its next read.
+/// The largest buffer handed back to a worker (or kept by the caller's
+/// thread) for its next read.
 const KEEP_BUF: usize = 1 << 20;
 
 /// What a worker sends back: which worker, the index into `ids`, the
@@ -98,11 +100,12 @@ impl Store {
     {
         let workers = workers().min(ids.len().saturating_sub(1));
         if workers == 0 || self.expected_work(ids) < PARALLEL_BYTES {
-            let mut buf = ObjectBuf::new();
-            for (i, id) in ids.iter().enumerate() {
-                each(i, self.get_object_into(id, &mut buf))?;
-            }
-            return Ok(());
+            return with_caller_buf(|buf| {
+                for (i, id) in ids.iter().enumerate() {
+                    each(i, self.get_object_into(id, buf))?;
+                }
+                Ok(())
+            });
         }
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
@@ -130,17 +133,18 @@ impl Store {
             // the last worker has finished.
             drop(done_tx);
             let result = hash::alone(|| {
-                let mut own = ObjectBuf::new();
-                loop {
-                    while let Ok(done) = done_rx.try_recv() {
-                        self.answer(ids, &mut each, &returns, done)?;
+                with_caller_buf(|own| {
+                    loop {
+                        while let Ok(done) = done_rx.try_recv() {
+                            self.answer(ids, &mut each, &returns, done)?;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(id) = ids.get(i) else {
+                            return Ok(());
+                        };
+                        each(i, self.get_object_into(id, own))?;
                     }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else {
-                        break;
-                    };
-                    each(i, self.get_object_into(id, &mut own))?;
-                }
+                })?;
                 for done in &done_rx {
                     self.answer(ids, &mut each, &returns, done)?;
                 }
@@ -306,6 +310,12 @@ impl Store {
     /// object's length from the table this handle has, [`LOOSE_GUESS`] for
     /// any other.
     fn expected_work(&self, ids: &[ObjectId]) -> u64 {
+        // Each object counts at least PER_OBJECT, so a batch this long
+        // needs no lookups to tell.
+        let count = ids.len() as u64;
+        if count >= PARALLEL_BYTES.div_ceil(PER_OBJECT) {
+            return count * PER_OBJECT;
+        }
         let mut total = 0;
         for id in ids {
             total += PER_OBJECT
@@ -319,6 +329,22 @@ impl Store {
         }
         total
     }
+}
+
+/// Runs `f` with this thread's reused read buffer (a new one if `f` on
+/// this thread is already using it), kept for the next call unless it grew
+/// past [`KEEP_BUF`]: a `get_many` of a few small objects costs no
+/// allocation or zero-filling.
+fn with_caller_buf<R>(f: impl FnOnce(&mut ObjectBuf) -> R) -> R {
+    thread_local! {
+        static CALLER_BUF: Cell<Option<ObjectBuf>> = const { Cell::new(None) };
+    }
+    let mut buf = CALLER_BUF.take().unwrap_or_default();
+    let out = f(&mut buf);
+    if buf.capacity() <= KEEP_BUF {
+        CALLER_BUF.set(Some(buf));
+    }
+    out
 }
 
 /// Worker threads a call starts: one less than the cores, at most
