@@ -37,14 +37,17 @@ use super::Store;
 /// fewer cores: one less than it has).
 pub const MAX_WORKERS: usize = 3;
 
-/// The work a call must be expected to take before it starts workers, in
-/// bytes read, each object counted [`PER_OBJECT`] bytes longer than it is.
+/// The work the rest of a call must be expected to take before it starts
+/// workers, in bytes read, each object counted [`PER_OBJECT`] bytes longer
+/// than it is (for a get, judged from the objects read so far; for a put,
+/// from the payloads).
 ///
-/// Starting a scoped thread costs ~40 µs on the 2-core benchmark machine;
-/// measured there (docs/BENCHMARKS.md, "get_many"), 128 objects of ~300 B
-/// gain from workers and 32 lose, 64 objects of ~16 KB gain and 16 break
-/// even. A call expected to take less is done on the caller's thread alone.
-pub const PARALLEL_BYTES: u64 = 512 << 10;
+/// Starting a scoped thread costs ~40 µs on the 2-core benchmark machine.
+/// Measured there with sharing forced on for every batch
+/// (docs/BENCHMARKS.md, "Batch calls against one call per object"),
+/// batches of 64 objects of ~300 B gain from a worker and 32 lose, 16 of
+/// W1's ~16 KB values break even and 4 lose.
+pub const PARALLEL_BYTES: u64 = 256 << 10;
 
 /// What one object costs beyond its bytes, in bytes of reading and hashing:
 /// a get's table lookup, header, id check and callback, ~1.5 µs.
@@ -72,10 +75,6 @@ struct Done {
     read: Result<()>,
 }
 
-/// What an object not in a pack is guessed to weigh: most are the ones too
-/// large for one.
-const LOOSE_GUESS: u64 = 64 << 10;
-
 impl Store {
     /// Reads and verifies every object of `ids` and calls `each` with its
     /// index in `ids` and the result of [`Store::get_object_into`] for it,
@@ -88,9 +87,11 @@ impl Store {
     /// returns stops the call (reads already under way finish, no more
     /// callbacks are made) and is returned.
     ///
-    /// A call expected to take less work than [`PARALLEL_BYTES`] runs on
-    /// the calling thread alone, as does every call on a one-core machine or
-    /// when no thread can be started.
+    /// The calling thread reads the first objects itself, and starts
+    /// workers only once those show the rest to be at least
+    /// [`PARALLEL_BYTES`] of work: a short batch, every call on a one-core
+    /// machine and every call when no thread can be started run on the
+    /// calling thread alone.
     ///
     /// # Errors
     /// Only what `each` returns.
@@ -99,15 +100,26 @@ impl Store {
         F: FnMut(usize, Result<ObjectRef<'_>>) -> std::result::Result<(), E>,
     {
         let workers = workers().min(ids.len().saturating_sub(1));
-        if workers == 0 || self.expected_work(ids) < PARALLEL_BYTES {
-            return with_caller_buf(|buf| {
-                for (i, id) in ids.iter().enumerate() {
-                    each(i, self.get_object_into(id, buf))?;
+        // The caller reads until what it has read says the rest is worth
+        // sharing: the work so far, per object, times the objects left.
+        // A short batch never looks at a size or starts a thread.
+        let shared_from = with_caller_buf(|buf| {
+            let mut work = 0u64;
+            for (i, id) in ids.iter().enumerate() {
+                let left = (ids.len() - i) as u64;
+                if workers > 0 && i > 0 && left > 1 && work / i as u64 * left >= PARALLEL_BYTES {
+                    return Ok(Some(i));
                 }
-                Ok(())
-            });
-        }
-        let next = AtomicUsize::new(0);
+                let read = self.get_object_into(id, buf);
+                work += PER_OBJECT + read.as_ref().map_or(0, |o| o.payload().len() as u64);
+                each(i, read)?;
+            }
+            Ok(None)
+        })?;
+        let Some(shared_from) = shared_from else {
+            return Ok(());
+        };
+        let next = AtomicUsize::new(shared_from);
         let stop = AtomicBool::new(false);
         thread::scope(|scope| {
             let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -162,9 +174,9 @@ impl Store {
     /// `kind`) as [`Store::put_object`] does and returns their ids in
     /// order, spreading the hashing and writing over the machine's cores.
     ///
-    /// A batch expected to take less work than [`PARALLEL_BYTES`] (each
-    /// object counted [`PUT_PER_OBJECT`] bytes longer than its payload) is
-    /// put on the calling thread alone. Threads putting side by side each
+    /// A batch of less work than [`PARALLEL_BYTES`] (each object counted
+    /// [`PUT_PER_OBJECT`] bytes longer than its payload) is put on the
+    /// calling thread alone. Threads putting side by side each
     /// append to a pack of their own, so a large batch may start a few
     /// packs; gc merges small ones.
     ///
@@ -303,31 +315,6 @@ impl Store {
             let _ = back.send(buf);
         }
         result
-    }
-
-    /// The work reading `ids` is expected to take, counted until it reaches
-    /// [`PARALLEL_BYTES`]: [`PER_OBJECT`] for each object, plus a packed
-    /// object's length from the table this handle has, [`LOOSE_GUESS`] for
-    /// any other.
-    fn expected_work(&self, ids: &[ObjectId]) -> u64 {
-        // Each object counts at least PER_OBJECT, so a batch this long
-        // needs no lookups to tell.
-        let count = ids.len() as u64;
-        if count >= PARALLEL_BYTES.div_ceil(PER_OBJECT) {
-            return count * PER_OBJECT;
-        }
-        let mut total = 0;
-        for id in ids {
-            total += PER_OBJECT
-                + match self.packs.find(id, false) {
-                    Ok(Some(found)) => found.len,
-                    _ => LOOSE_GUESS,
-                };
-            if total >= PARALLEL_BYTES {
-                break;
-            }
-        }
-        total
     }
 }
 
