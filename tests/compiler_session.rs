@@ -530,3 +530,86 @@ fn keys_of_another_compiler_are_refused() {
     let err = s.get(&pkg("app"), &key, "ast").unwrap_err();
     assert!(matches!(err, Error::InvalidRequest { .. }), "{err}");
 }
+
+#[test]
+fn batch_gets_and_puts_answer_count_and_keep_what_one_at_a_time_does() {
+    let (_dir, store) = open();
+    let index = Index::open(&store).unwrap();
+    let app = pkg("app");
+    let ns = rask("1.0").namespace().unwrap();
+    let mut s = BuildSession::open(&store, &index, &rask("1.0")).unwrap();
+    let k = s.keys().clone();
+    // 300 functions and a parse result: two tiers (two object kinds) in one
+    // put_many, with code of up to ~24 KB so that the reads are shared out.
+    let keys: Vec<_> = (0..300u32)
+        .map(|i| k.function("app", &format!("f{i}"), &h(i as u8)).unwrap())
+        .collect();
+    let code = |i: usize| {
+        format!("code of f{i} ")
+            .repeat(1 + i * 7 % 2000)
+            .into_bytes()
+    };
+    let codes: Vec<Vec<u8>> = (0..keys.len()).map(code).collect();
+    let parse = k.parse(ContentHash::of(b"main.rk")).unwrap();
+    let mut missed = 0;
+    s.get_many(&app, &keys, "code", |_, found| {
+        assert!(!found.is_hit());
+        missed += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(missed, keys.len());
+    // The first 200 are stored in one batch with the parse result; the
+    // rest stay absent.
+    let parts: Vec<[(&str, &[u8]); 1]> = codes.iter().map(|c| [("code", &c[..])]).collect();
+    let tree: [(&str, &[u8]); 1] = [("ast", b"tree")];
+    let mut entries: Vec<_> = keys[..200]
+        .iter()
+        .zip(&parts)
+        .map(|(key, p)| (key, &p[..]))
+        .collect();
+    entries.push((&parse, &tree[..]));
+    let outcomes = s.put_many(&app, &entries).unwrap();
+    assert_eq!(outcomes.len(), 201);
+    s.finish_package(&app, &meta("app", 1), &[], &[]).unwrap();
+    s.publish("build").unwrap();
+    let fn_stats = tier(&store, ns.as_str(), Tier::Function);
+    assert_eq!((fn_stats.absent, fn_stats.puts), (300, 200));
+    assert_eq!(tier(&store, ns.as_str(), Tier::Parse).puts, 1);
+
+    // A later build, another handle: the batch answers as get does, every
+    // hit with its bytes, and gc keeps everything the published build used.
+    let root = store.root().to_path_buf();
+    drop(index);
+    drop(store);
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    let index = Index::open(&store).unwrap();
+    let mut policy = gc::GcPolicy::default();
+    policy.objects.grace = Duration::ZERO;
+    let report = gc::collect(&store, &index, policy, &|_| {}).unwrap();
+    assert_eq!(report.objects.removed_objects, 0, "{report:?}");
+    let mut s = BuildSession::open(&store, &index, &rask("1.0")).unwrap();
+    let mut seen = vec![None; keys.len()];
+    s.get_many(&app, &keys, "code", |i, found| {
+        assert!(seen[i].is_none(), "key {i} answered twice");
+        seen[i] = Some(match found {
+            Lookup::Hit(bytes) => Some(bytes.to_vec()),
+            Lookup::Miss(_) => None,
+        });
+        Ok(())
+    })
+    .unwrap();
+    for (i, answer) in seen.into_iter().enumerate() {
+        let answer = answer.expect("every key answered");
+        let one = s.get(&app, &keys[i], "code").unwrap().hit();
+        assert_eq!(answer, one, "key {i}");
+        assert_eq!(answer.is_some(), i < 200, "key {i}");
+        if let Some(bytes) = answer {
+            assert_eq!(bytes, codes[i], "key {i}");
+        }
+    }
+    assert!(s.get(&app, &parse, "ast").unwrap().is_hit());
+    s.publish("warm").unwrap();
+    let fn_stats = tier(&store, ns.as_str(), Tier::Function);
+    assert_eq!((fn_stats.hits, fn_stats.absent), (200, 400));
+}

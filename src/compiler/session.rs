@@ -34,7 +34,9 @@ use crate::compiler::metadata::PackageMetadata;
 use crate::compiler::root::{BuildRoot, RootInputs, normalized};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::index::{Entry, Index, Lookup, Miss, MissCause, PartBytes, PartRef, PutOutcome};
+use crate::index::{
+    Entry, Index, Lookup, Miss, MissCause, NamedParts, PartBytes, PartRef, PutOutcome,
+};
 use crate::key::KeyHash;
 use crate::lock::PinGuard;
 use crate::name::{Namespace, PackageName};
@@ -316,6 +318,76 @@ impl<'s> BuildSession<'s> {
         Ok(found)
     }
 
+    /// [`BuildSession::get`] of part `part` for every key of `keys`, the
+    /// parts read and verified on every core ([`Store::get_many`]): `each`
+    /// is called once per index into `keys`, in no particular order, on the
+    /// calling thread, with the payload or the miss. Hits pin, record and
+    /// count exactly as `get` does. The first error `each` returns stops
+    /// the call and is returned.
+    ///
+    /// # Errors
+    /// As [`BuildSession::lookup`], and what `each` returns.
+    pub fn get_many(
+        &mut self,
+        package: &PackageName,
+        keys: &[CacheKey],
+        part: &str,
+        mut each: impl FnMut(usize, Lookup<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        // Every key looked up and pinned first; the reads are shared out.
+        let mut wanted: Vec<ObjectId> = Vec::new();
+        let mut hits: Vec<(usize, PartRef, Vec<ObjectId>)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let found = match self.pinned_entry(key)? {
+                Lookup::Hit(entry) => match entry.part(part) {
+                    Some(part_ref) => {
+                        wanted.push(part_ref.id);
+                        let ids = entry.parts().iter().map(|p| p.id).collect();
+                        hits.push((i, part_ref.clone(), ids));
+                        continue;
+                    }
+                    None => miss(
+                        MissCause::Absent,
+                        format!("the entry for {key} has no part named {part:?}"),
+                    ),
+                },
+                Lookup::Miss(m) => Lookup::Miss(m),
+            };
+            self.count_lookup(key, found.miss_cause());
+            each(i, found)?;
+        }
+        let store = self.store;
+        store.get_many(&wanted, |j, read| {
+            let (i, part_ref, ids) = &hits[j];
+            let key = &keys[*i];
+            let found = match read {
+                Ok(object) if object.payload().len() as u64 == part_ref.size => {
+                    Lookup::Hit(object.payload())
+                }
+                Ok(object) => miss(
+                    MissCause::Corrupt,
+                    format!(
+                        "part {:?} of {key}: object {} has {} bytes, the entry says {}",
+                        part_ref.name,
+                        part_ref.id,
+                        object.payload().len(),
+                        part_ref.size
+                    ),
+                ),
+                Err(e) if e.is_cache_miss() => miss(
+                    cause_of(&e),
+                    format!("part {:?} of {key}: {e}", part_ref.name),
+                ),
+                Err(e) => return Err(e),
+            };
+            if let Lookup::Hit(_) = found {
+                self.record(package, key, ids.clone());
+            }
+            self.count_lookup(key, found.miss_cause());
+            each(*i, found)
+        })
+    }
+
     fn read_part(&self, key: &CacheKey, part: &PartRef) -> Result<Lookup<Vec<u8>>> {
         match self.store.get_object(&part.id) {
             Ok(object) if object.payload().len() as u64 == part.size => {
@@ -376,6 +448,77 @@ impl<'s> BuildSession<'s> {
             self.count_lookup(key, cause);
         }
         Ok(missing)
+    }
+
+    /// [`BuildSession::put`] of every `(key, parts)` of `entries`: the
+    /// parts of each tier stored at once on every core
+    /// ([`Store::put_many`]), pinned, then every entry published with one
+    /// append ([`Index::put_entries`]). Outcomes are in the order of
+    /// `entries`.
+    ///
+    /// # Errors
+    /// As [`BuildSession::put`].
+    pub fn put_many(
+        &mut self,
+        package: &PackageName,
+        entries: &[(&CacheKey, NamedParts<'_>)],
+    ) -> Result<Vec<PutOutcome>> {
+        for (key, _) in entries {
+            check_namespace(key, self.namespace())?;
+        }
+        // One `Store::put_many` per object kind (tier), in order of first use.
+        let mut ids: Vec<Vec<ObjectId>> = vec![Vec::new(); entries.len()];
+        let mut kinds: Vec<crate::object::Kind> = Vec::new();
+        for (key, _) in entries {
+            let kind = key.tier().object_kind();
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        for kind in kinds {
+            let objects: Vec<(&[ObjectId], &[u8])> = entries
+                .iter()
+                .filter(|(key, _)| key.tier().object_kind() == kind)
+                .flat_map(|(_, parts)| parts.iter().map(|(_, bytes)| (&[][..], *bytes)))
+                .collect();
+            let mut stored = self.store.put_many(kind, &objects)?.into_iter();
+            for (slot, (key, parts)) in ids.iter_mut().zip(entries) {
+                if key.tier().object_kind() == kind {
+                    slot.extend(stored.by_ref().take(parts.len()));
+                }
+            }
+        }
+        let all: Vec<ObjectId> = ids.iter().flatten().copied().collect();
+        self.pin(&all)?;
+        let published: Vec<(crate::key::Key, Vec<PartRef>)> = entries
+            .iter()
+            .zip(&ids)
+            .map(|((key, parts), ids)| {
+                let refs = parts
+                    .iter()
+                    .zip(ids)
+                    .map(|((name, bytes), id)| PartRef {
+                        name: (*name).to_string(),
+                        id: *id,
+                        size: bytes.len() as u64,
+                    })
+                    .collect();
+                (key.key().clone(), refs)
+            })
+            .collect();
+        let outcomes = self.index.put_entries(self.store, published)?;
+        for ((key, parts), ids) in entries.iter().zip(ids) {
+            self.record(package, key, ids);
+            self.count(
+                key.tier(),
+                TierCounters {
+                    puts: 1,
+                    put_bytes: parts.iter().map(|(_, b)| b.len() as u64).sum(),
+                    ..TierCounters::default()
+                },
+            );
+        }
+        Ok(outcomes)
     }
 
     /// Stores `parts` (name, bytes) as objects of the tier's kind, pins

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 use super::oracle::InstanceKey;
 use super::workspace::{FnRef, TypeRef, Workspace};
 use crate::compiler::{
-    BuildSession, CompilerId, ContentHash, FunctionNode, PackageMetadata, PublicFunction,
+    BuildSession, CacheKey, CompilerId, ContentHash, FunctionNode, PackageMetadata, PublicFunction,
     SemanticHash, SemanticHasher, hash_call_graph,
 };
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::index::{Index, Lookup};
+use crate::index::{Index, Lookup, NamedParts};
 use crate::name::PackageName;
 use crate::store::Store;
 
@@ -199,15 +199,85 @@ fn fingerprint(ws: &Workspace, p: usize, file: usize) -> blake3::Hash {
 
 /// Whether `found` is a hit; a hit whose bytes are not `expected` (what
 /// compiling would give) is counted in `wrong`.
-fn checked(found: Lookup<Vec<u8>>, expected: &[u8], wrong: &mut u64) -> bool {
+fn checked<B: AsRef<[u8]>>(found: Lookup<B>, expected: &[u8], wrong: &mut u64) -> bool {
     match found {
         Lookup::Hit(bytes) => {
-            if bytes != expected {
+            if bytes.as_ref() != expected {
                 *wrong += 1;
             }
             true
         }
         Lookup::Miss(_) => false,
+    }
+}
+
+/// One tier's keys of one package and the artifact each should hold: looked
+/// up together ([`BuildSession::get_many`]), and the misses stored together
+/// ([`BuildSession::put_many`]), as a compiler that knows a package's keys
+/// before it compiles would ask.
+#[derive(Default)]
+struct Batch {
+    keys: Vec<CacheKey>,
+    artifacts: Vec<Vec<u8>>,
+    missed: Vec<usize>,
+}
+
+impl Batch {
+    fn push(&mut self, key: CacheKey, artifact: Vec<u8>) {
+        self.keys.push(key);
+        self.artifacts.push(artifact);
+    }
+
+    /// Whether each key hit (a hit with the wrong bytes counted in
+    /// `out.wrong_hits`), in order; the misses are kept for `put_misses`.
+    fn get(
+        &mut self,
+        session: &mut BuildSession<'_>,
+        package: &PackageName,
+        part: &str,
+        out: &mut BuildOutcome,
+        in_store: &mut Duration,
+    ) -> Result<Vec<(usize, bool)>> {
+        let mut hits = vec![false; self.keys.len()];
+        let artifacts = &self.artifacts;
+        let wrong = &mut out.wrong_hits;
+        timed(in_store, || {
+            session.get_many(package, &self.keys, part, |i, found| {
+                hits[i] = checked(found, &artifacts[i], wrong);
+                Ok(())
+            })
+        })?;
+        self.missed = (0..hits.len()).filter(|&i| !hits[i]).collect();
+        Ok(hits.into_iter().enumerate().collect())
+    }
+
+    /// Stores the artifact of every key `get` missed, as part `part`.
+    fn put_misses(
+        &self,
+        session: &mut BuildSession<'_>,
+        package: &PackageName,
+        part: &str,
+        out: &mut BuildOutcome,
+        in_store: &mut Duration,
+    ) -> Result<()> {
+        if self.missed.is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<[(&str, &[u8]); 1]> = self
+            .missed
+            .iter()
+            .map(|&i| [(part, &self.artifacts[i][..])])
+            .collect();
+        let entries: Vec<(&CacheKey, NamedParts<'_>)> = self
+            .missed
+            .iter()
+            .zip(&parts)
+            .map(|(&i, parts)| (&self.keys[i], &parts[..]))
+            .collect();
+        timed(in_store, || session.put_many(package, &entries))?;
+        out.puts += self.missed.len() as u64;
+        out.bytes_written += parts.iter().map(|[(_, b)]| b.len() as u64).sum::<u64>();
+        Ok(())
     }
 }
 
@@ -354,7 +424,9 @@ fn build(
         let hashes = hash_call_graph(&nodes)?;
         let final_hash = |name: &str| hashes.get(name);
 
-        // Function tier: every non-generic function.
+        // Function tier: every non-generic function, looked up in one batch.
+        let mut batch = Batch::default();
+        let mut batch_fns = Vec::new();
         for (f, function) in package.functions.iter().enumerate() {
             if function.type_params > 0 {
                 continue;
@@ -364,24 +436,25 @@ fn build(
             };
             let key = keys.function(&package.name, &function.name, &hash)?;
             let code = artifact(key.key().encoding(), 40 * function.statements);
-            let found = timed(&mut in_store, || session.get(&name, &key, "code"))?;
-            let hit = checked(found, &code, &mut out.wrong_hits);
+            batch.push(key, code);
+            batch_fns.push(FnRef {
+                package: p,
+                function: f,
+            });
+        }
+        for (i, hit) in batch.get(&mut session, &name, "code", &mut out, &mut in_store)? {
             out.function.count(hit);
             if !hit {
-                out.missed_functions.insert(FnRef {
-                    package: p,
-                    function: f,
-                });
-                timed(&mut in_store, || {
-                    session.put(&name, &key, &[("code", &code)])
-                })?;
-                out.puts += 1;
-                out.bytes_written += code.len() as u64;
+                out.missed_functions.insert(batch_fns[i]);
             }
         }
+        batch.put_misses(&mut session, &name, "code", &mut out, &mut in_store)?;
 
-        // Instance tier: every distinct call to a generic function.
+        // Instance tier: every distinct call to a generic function, looked
+        // up in one batch.
         let mut seen: BTreeSet<InstanceKey> = BTreeSet::new();
+        let mut batch = Batch::default();
+        let mut batch_instances = Vec::new();
         for function in &package.functions {
             for call in &function.calls {
                 let callee = ws.function(call.target);
@@ -408,20 +481,20 @@ fn build(
                     .collect::<Result<Vec<_>>>()?;
                 let key = keys.instance(&source.name, &callee.name, &args, &body, &defs)?;
                 let ast = artifact(key.key().encoding(), 40 * callee.statements);
-                let found = timed(&mut in_store, || session.get(&name, &key, "ast"))?;
-                let hit = checked(found, &ast, &mut out.wrong_hits);
-                out.instance.count(hit);
-                if !hit {
-                    out.missed_instances
-                        .insert((call.target, call.type_args.clone()));
-                    timed(&mut in_store, || session.put(&name, &key, &[("ast", &ast)]))?;
-                    out.puts += 1;
-                    out.bytes_written += ast.len() as u64;
-                }
+                batch.push(key, ast);
+                batch_instances.push((call.target, call.type_args.clone()));
             }
         }
+        for (i, hit) in batch.get(&mut session, &name, "ast", &mut out, &mut in_store)? {
+            out.instance.count(hit);
+            if !hit {
+                out.missed_instances.insert(batch_instances[i].clone());
+            }
+        }
+        batch.put_misses(&mut session, &name, "ast", &mut out, &mut in_store)?;
 
-        // Comptime tier.
+        // Comptime tier, looked up in one batch.
+        let mut batch = Batch::default();
         for function in &package.functions {
             let (Some(args), Some(body)) = (function.comptime, final_hash(&function.name)) else {
                 continue;
@@ -429,17 +502,12 @@ fn build(
             let args_hash = SemanticHash::from(blake3::hash(&args.to_le_bytes()));
             let key = keys.comptime(&function.name, &args_hash, &body)?;
             let value = artifact(key.key().encoding(), 8 + (args % 248) as usize);
-            let found = timed(&mut in_store, || session.get(&name, &key, "value"))?;
-            let hit = checked(found, &value, &mut out.wrong_hits);
-            out.comptime.count(hit);
-            if !hit {
-                timed(&mut in_store, || {
-                    session.put(&name, &key, &[("value", &value)])
-                })?;
-                out.puts += 1;
-                out.bytes_written += value.len() as u64;
-            }
+            batch.push(key, value);
         }
+        for (_, hit) in batch.get(&mut session, &name, "value", &mut out, &mut in_store)? {
+            out.comptime.count(hit);
+        }
+        batch.put_misses(&mut session, &name, "value", &mut out, &mut in_store)?;
 
         // Metadata, then the package's root.
         let mut meta = PackageMetadata::new(package.name.as_str(), compiler_version(compiler));
