@@ -365,7 +365,7 @@ fn build(
     for (p, package) in ws.packages.iter().enumerate() {
         progress(p, ws.packages.len());
         let name = PackageName::new(package.name.as_str())?;
-        let (file_hashes, mut texts): (Vec<ContentHash>, Vec<Option<String>>) =
+        let (file_hashes, texts): (Vec<ContentHash>, Vec<Option<String>>) =
             (0..package.files.len())
                 .map(|f| stamps.hash(ws, p, f))
                 .unzip();
@@ -381,21 +381,17 @@ fn build(
         }
         out.built += 1;
 
-        // Parse tier.
-        for (f, (hash, text)) in file_hashes.iter().zip(&mut texts).enumerate() {
+        // Parse tier: every file, looked up in one batch.
+        let mut batch = Batch::default();
+        for (f, (hash, text)) in file_hashes.iter().zip(texts).enumerate() {
             let key = keys.parse(*hash)?;
-            let found = timed(&mut in_store, || session.get(&name, &key, "ast"))?;
-            let text = text.get_or_insert_with(|| package.files[f].text(ws, p));
-            let hit = checked(found, text.as_bytes(), &mut out.wrong_hits);
-            out.parse.count(hit);
-            if !hit {
-                timed(&mut in_store, || {
-                    session.put(&name, &key, &[("ast", text.as_bytes())])
-                })?;
-                out.puts += 1;
-                out.bytes_written += text.len() as u64;
-            }
+            let text = text.unwrap_or_else(|| package.files[f].text(ws, p));
+            batch.push(key, text.into_bytes());
         }
+        for (_, hit) in batch.get(&mut session, &name, "ast", &mut out, &mut in_store)? {
+            out.parse.count(hit);
+        }
+        batch.put_misses(&mut session, &name, "ast", &mut out, &mut in_store)?;
 
         // Semantic hashes, callees first.
         let mut nodes = Vec::with_capacity(package.functions.len());
