@@ -110,17 +110,22 @@ fn measure(name: &str, dir: &Path, values: &[&[u8]], order: &[usize]) -> Res<Str
         many_secs / one_secs,
     );
     drop(one);
-    let store = many;
+    let gets = Gets {
+        store: &many,
+        ids: &ids,
+        values,
+        order,
+    };
     for batch in BATCHES {
         let mut one_runs = Vec::new();
         let mut many_runs = Vec::new();
         for round in 0..ROUNDS {
             if round % 2 == 0 {
-                one_runs.push(gets_one(&store, &ids, values, order, batch)?);
-                many_runs.push(gets_many(&store, &ids, values, order, batch)?);
+                one_runs.push(gets.one(batch)?);
+                many_runs.push(gets.many(batch)?);
             } else {
-                many_runs.push(gets_many(&store, &ids, values, order, batch)?);
-                one_runs.push(gets_one(&store, &ids, values, order, batch)?);
+                many_runs.push(gets.many(batch)?);
+                one_runs.push(gets.one(batch)?);
             }
         }
         let (one, many) = (median(&mut one_runs), median(&mut many_runs));
@@ -140,45 +145,45 @@ fn median(runs: &mut [f64]) -> f64 {
     runs[runs.len() / 2]
 }
 
-fn gets_one(
-    store: &Store,
-    ids: &[ObjectId],
-    values: &[&[u8]],
-    order: &[usize],
-    batch: usize,
-) -> Res<f64> {
-    // One buffer for the whole run, as a caller reading one object at a
-    // time keeps: the best that path does.
-    let mut buf = ObjectBuf::new();
-    let start = Instant::now();
-    for chunk in order.chunks(batch) {
-        for &i in chunk {
-            let object = store.get_object_into(&ids[i], &mut buf)?;
-            if object.payload() != values[i] {
-                return Err(format!("value {i} read back wrong").into());
-            }
-        }
-    }
-    Ok(start.elapsed().as_secs_f64())
+/// The gets of one value set: every value of `order`, batch by batch.
+struct Gets<'a> {
+    store: &'a Store,
+    ids: &'a [ObjectId],
+    values: &'a [&'a [u8]],
+    order: &'a [usize],
 }
 
-fn gets_many(
-    store: &Store,
-    ids: &[ObjectId],
-    values: &[&[u8]],
-    order: &[usize],
-    batch: usize,
-) -> Res<f64> {
-    let start = Instant::now();
-    for chunk in order.chunks(batch) {
-        let wanted: Vec<ObjectId> = chunk.iter().map(|&i| ids[i]).collect();
-        store.get_many(&wanted, |j, object| -> Res<()> {
-            let i = chunk[j];
-            if object?.payload() != values[i] {
-                return Err(format!("value {i} read back wrong").into());
+impl Gets<'_> {
+    /// Seconds for `get_object_into` of each id.
+    fn one(&self, batch: usize) -> Res<f64> {
+        // One buffer for the whole run, as a caller reading one object at a
+        // time keeps: the best that path does.
+        let mut buf = ObjectBuf::new();
+        let start = Instant::now();
+        for chunk in self.order.chunks(batch) {
+            for &i in chunk {
+                let object = self.store.get_object_into(&self.ids[i], &mut buf)?;
+                if object.payload() != self.values[i] {
+                    return Err(format!("value {i} read back wrong").into());
+                }
             }
-            Ok(())
-        })?;
+        }
+        Ok(start.elapsed().as_secs_f64())
     }
-    Ok(start.elapsed().as_secs_f64())
+
+    /// Seconds for one `get_many` per batch.
+    fn many(&self, batch: usize) -> Res<f64> {
+        let start = Instant::now();
+        for chunk in self.order.chunks(batch) {
+            let wanted: Vec<ObjectId> = chunk.iter().map(|&i| self.ids[i]).collect();
+            self.store.get_many(&wanted, |j, object| -> Res<()> {
+                let i = chunk[j];
+                if object?.payload() != self.values[i] {
+                    return Err(format!("value {i} read back wrong").into());
+                }
+                Ok(())
+            })?;
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
 }
