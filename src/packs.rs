@@ -295,10 +295,91 @@ impl Packs {
 
     /// Reads and verifies a packed object; `None` when no pack holds it
     /// (after bringing the table up to date when `refresh`).
+    ///
+    /// When the copy the table names is damaged, every other copy in the
+    /// packs is tried, newest first, and the first intact one is read and
+    /// named in the table from then on ([`Packs::other_copies`]).
     pub(crate) fn get(&self, id: &ObjectId, refresh: bool) -> Result<Option<(Object, Found)>> {
-        match self.find(id, refresh)? {
-            Some(found) => Ok(Some((found.read(id)?, found))),
-            None => Ok(None),
+        let Some(found) = self.find(id, refresh)? else {
+            return Ok(None);
+        };
+        match found.read(id) {
+            Ok(object) => Ok(Some((object, found))),
+            Err(damage @ Error::Corrupt { .. }) => {
+                for other in self.other_copies(id, &found)? {
+                    if let Ok(object) = other.read(id) {
+                        self.prefer(id, &other);
+                        return Ok(Some((object, other)));
+                    }
+                }
+                Err(damage)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every copy of `id` in the packs this handle knows other than `but`,
+    /// newest first: for a read whose copy turned out damaged. Each pack's
+    /// index is read again from disk (only damage pays for that), and a
+    /// record naming bytes past its data file's end is left out, as the
+    /// table leaves it out.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when an index cannot be read.
+    pub(crate) fn other_copies(&self, id: &ObjectId, but: &Found) -> Result<Vec<Found>> {
+        let packs: Vec<Arc<PackFile>> = {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            table
+                .slots
+                .iter()
+                .filter(|slot| !slot.gone)
+                .map(|slot| Arc::clone(&slot.pack))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for pack in packs {
+            let (records, _) =
+                pack::read_records_from(&pack.index, &pack.index_path, pack::HEADER_LEN as u64)?;
+            let data_len = pack
+                .data
+                .metadata()
+                .at("read metadata of", &pack.data_path)?
+                .len();
+            for record in records.records.iter().filter(|r| r.id == *id) {
+                let same = pack.name == but.pack.name && record.offset == but.offset;
+                let within = record.offset >= pack::HEADER_LEN as u64
+                    && record
+                        .offset
+                        .checked_add(record.len)
+                        .is_some_and(|end| end <= data_len);
+                if !same && within {
+                    out.push(Found {
+                        pack: Arc::clone(&pack),
+                        offset: record.offset,
+                        len: record.len,
+                        written: record.written_unix_nanos,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|found| std::cmp::Reverse(found.written));
+        Ok(out)
+    }
+
+    /// Names `found` as the copy of `id` in the table (an intact copy found
+    /// after the one named was damaged), if its pack is still in the table.
+    pub(crate) fn prefer(&self, id: &ObjectId, found: &Found) {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&slot) = table.by_name.get(&found.pack.name) {
+            table.ids.insert(
+                *id,
+                Loc {
+                    slot,
+                    offset: found.offset,
+                    len: found.len,
+                    written: found.written,
+                },
+            );
         }
     }
 

@@ -508,14 +508,49 @@ impl Store {
         Ok(object)
     }
 
+    /// Reads a packed object into `buf`; when the copy `found` names is
+    /// damaged, the first intact other copy, as [`Packs::get`] does.
     fn read_packed_into<'b>(
         &self,
         id: &ObjectId,
         found: &Found,
         buf: &'b mut ObjectBuf,
     ) -> Result<ObjectRef<'b>> {
-        let object = found.read_into(id, buf)?;
-        self.freshen_packed_on_read(id, found, object.kind(), object.links(), object.payload());
+        let damage = match found.read_into(id, buf) {
+            Ok(_) => None,
+            Err(e @ Error::Corrupt { .. }) => Some(e),
+            Err(e) => return Err(e),
+        };
+        let read_from = match damage {
+            None => found.clone(),
+            Some(damage) => {
+                let intact = self
+                    .packs
+                    .other_copies(id, found)?
+                    .into_iter()
+                    .find(|other| other.read_into(id, buf).is_ok());
+                let Some(other) = intact else {
+                    return Err(damage);
+                };
+                self.packs.prefer(id, &other);
+                other
+            }
+        };
+        let buf: &'b ObjectBuf = buf;
+        let Some(object) = buf.last_read() else {
+            return Err(Error::io(
+                "read object",
+                &read_from.pack.data_path,
+                io::Error::other("the read buffer lost the object it had just verified"),
+            ));
+        };
+        self.freshen_packed_on_read(
+            id,
+            &read_from,
+            object.kind(),
+            object.links(),
+            object.payload(),
+        );
         Ok(object)
     }
 

@@ -263,3 +263,52 @@ fn a_packed_record_past_the_end_of_its_pack_reads_as_absent() {
     store.put_object(Kind::Blob, &[], b"lost").unwrap();
     assert_eq!(store.get_object(&lost).unwrap().payload(), b"lost");
 }
+
+#[test]
+fn a_damaged_newest_packed_copy_is_read_from_an_older_intact_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let payload = b"fn max<T: Ord>(a: T, b: T) -> T { .. }".repeat(40);
+    let id = {
+        let store = Store::create(&root, StoreOptions::default()).unwrap();
+        store.put_object(Kind::Ast, &[], &payload).unwrap()
+    };
+    // A second copy: the first damaged, so a put by a new handle appends
+    // a good one to its own pack; then the first is mended and the second
+    // damaged, leaving the newest copy bad and an older one intact.
+    let first = current_copy(&root, &id);
+    flip_byte(first.file(), (first.start() + 60) as usize);
+    {
+        let store = Store::open(&root, StoreOptions::default()).unwrap();
+        store.put_object(Kind::Ast, &[], &payload).unwrap();
+    }
+    let second = current_copy(&root, &id);
+    assert_ne!(second, first, "the put wrote a second copy");
+    flip_byte(first.file(), (first.start() + 60) as usize);
+    flip_byte(second.file(), (second.start() + 70) as usize);
+
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    assert_eq!(store.get_object(&id).unwrap().payload(), &payload[..]);
+    let mut buf = ObjectBuf::new();
+    let object = store.get_object_into(&id, &mut buf).unwrap();
+    assert_eq!(object.payload(), &payload[..]);
+    // A fresh handle's first read goes through the buffer path too.
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    let object = store.get_object_into(&id, &mut buf).unwrap();
+    assert_eq!(object.payload(), &payload[..]);
+    let mut out = Vec::new();
+    store.write_payload(&id, &mut out).unwrap();
+    assert_eq!(out, payload);
+    // The damage is still there for verify to report.
+    let out = cli(&root, &["verify"]);
+    assert_ne!(code(&out), 0, "verify reports the damaged copy");
+
+    // With every copy damaged, the read is Corrupt.
+    flip_byte(first.file(), (first.start() + 60) as usize);
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    assert!(matches!(store.get_object(&id), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        store.get_object_into(&id, &mut buf),
+        Err(Error::Corrupt { .. })
+    ));
+}
