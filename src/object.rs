@@ -386,7 +386,9 @@ pub struct ObjectBuf {
 struct LastRead {
     id: ObjectId,
     kind: Kind,
-    links: Vec<ObjectId>,
+    /// The encoded links (decoded again by [`ObjectBuf::last_read`], so a
+    /// read that is not handed on copies none).
+    links: Range<usize>,
     payload: Range<usize>,
 }
 
@@ -450,7 +452,7 @@ impl ObjectBuf {
         self.last = Some(LastRead {
             id,
             kind: header.kind,
-            links: links.clone(),
+            links: HEADER_LEN..start,
             payload: start..len,
         });
         Ok(ObjectRef {
@@ -470,7 +472,7 @@ impl ObjectBuf {
         Some(ObjectRef {
             id: last.id,
             kind: last.kind,
-            links: last.links.clone(),
+            links: decode_links(self.bytes.get(last.links.clone())?),
             payload: self.bytes.get(last.payload.clone())?,
         })
     }

@@ -262,6 +262,19 @@ fn put_many_stores_what_put_object_would_and_each_thread_writes_its_own_pack() {
         drop(store);
         let store = Store::open(dir.path(), options).unwrap();
         let got = answers(&store, &ids);
+        // Links come through a worker's buffer as they were put.
+        store
+            .get_many(&ids, |i, read| -> Result<(), Error> {
+                let object = read?;
+                assert_eq!(
+                    object.links(),
+                    objects[i].0,
+                    "{layout}: links of object {i}"
+                );
+                assert_eq!(object.id(), ids[i]);
+                Ok(())
+            })
+            .unwrap();
         for (i, (links, payload)) in objects.iter().enumerate() {
             assert_eq!(got[&i].as_ref().unwrap(), payload, "{layout}: object {i}");
             let object = store.get_object(&ids[i]).unwrap();
