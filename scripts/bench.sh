@@ -27,8 +27,8 @@
 #       of --peers to skip it.
 #   --mode batch         Store::get_many and Store::put_many against one
 #       call per object, at batch sizes from 4 to 1,000, for N of W1's
-#       values and for values fifty times smaller (~3 GB free needed at
-#       the default N; about 3 minutes).
+#       values and for values fifty times smaller (~3.2 GB free needed at
+#       the default N; about a minute).
 #
 # The git peer needs `git` on PATH.
 set -euo pipefail
