@@ -1933,6 +1933,105 @@ fn record_kind(data: &File, record: &PackRecord) -> Option<Kind> {
     Header::decode(&head[..got]).ok().map(|h| h.kind)
 }
 
+/// A pack opened for its records to be checked.
+struct Opened {
+    /// A live writer still appends to it.
+    live: bool,
+    index: Arc<pack::PackIndex>,
+    data: File,
+    file_len: u64,
+    /// What is wrong with the data file's header, when the pack is not
+    /// live (the records are checked all the same).
+    header_damage: Option<String>,
+}
+
+/// Why a pack's records are not checked: the report to make (the file,
+/// what is wrong, what repair does), or none when the pack went away
+/// since it was listed (gc rewrote it) or is a live writer's pack caught
+/// mid-append.
+type NotChecked<'p> = Option<(&'p Path, String, Action)>;
+
+/// Opens `pack` (number `n`) for [`check_pack`]: its writer lock, its
+/// index (read once for all its parts), its data file and header.
+fn open_for_check<'p>(
+    pack: &'p PackPaths,
+    n: usize,
+) -> std::result::Result<Opened, NotChecked<'p>> {
+    let unreadable = |path: &'p Path, verb, e: &dyn std::fmt::Display| -> NotChecked<'p> {
+        Some((path, format!("cannot be {verb}: {e}"), Action::None))
+    };
+    // A live writer's pack may end in a record being appended, or lack its
+    // headers for an instant after it was made: normal, not damage. No
+    // writer starts appending to a pack that exists, so once a pack is not
+    // being written, what follows reads a pack that no longer changes.
+    let live = match pack::is_being_written(&pack.data) {
+        Ok(live) => live,
+        // Removed since it was listed (gc rewrote it), or an index without
+        // its data file (a stray of the pack directory).
+        Err(e) if is_not_found(&e) => return Err(None),
+        Err(e) => return Err(unreadable(&pack.data, "read", &e)),
+    };
+    let read = pack.read.get_or_init(|| {
+        pack::read_index(&pack.index)
+            .map(Arc::new)
+            .map_err(Arc::new)
+    });
+    let index = match read.as_ref().map_err(|e| &**e) {
+        Ok(index) => Arc::clone(index),
+        Err(e) if is_not_found(e) => return Err(None),
+        Err(Error::Corrupt { .. }) if live => return Err(None),
+        Err(Error::Corrupt { reason, .. }) => {
+            return Err(Some((
+                &pack.index,
+                format!("the pack's index: {reason}; none of its objects can be found"),
+                Action::Pack(n),
+            )));
+        }
+        Err(e @ Error::UnsupportedFormat { .. }) => {
+            return Err(Some((
+                &pack.index,
+                format!("{e}; its objects are not checked, and repair leaves the pack as it is"),
+                Action::None,
+            )));
+        }
+        Err(e) => return Err(unreadable(&pack.index, "read", e)),
+    };
+    let data = match File::open(&pack.data) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(unreadable(&pack.data, "opened", &e)),
+    };
+    // Read after the index: every record read names bytes written before it.
+    let header = data.metadata().and_then(|meta| {
+        let mut head = [0u8; pack::HEADER_LEN];
+        let got = pack::read_at(&data, &mut head, 0)?;
+        Ok((meta.len(), data_header(&head[..got])))
+    });
+    let (file_len, header_damage) = match header {
+        Ok((file_len, DataHeader::Good)) => (file_len, None),
+        Ok((file_len, DataHeader::Damaged(reason))) => (file_len, (!live).then_some(reason)),
+        Ok((_, DataHeader::Version(version))) => {
+            return Err(Some((
+                &pack.data,
+                format!(
+                    "a pack data file of version {version}, but this rask-store reads version \
+                     {}; its objects are not checked, and repair leaves the pack as it is",
+                    pack::PACK_VERSION
+                ),
+                Action::None,
+            )));
+        }
+        Err(e) => return Err(unreadable(&pack.data, "read", &e)),
+    };
+    Ok(Opened {
+        live,
+        index,
+        data,
+        file_len,
+        header_damage,
+    })
+}
+
 /// Checks pack number `n` (module docs, "What is checked"): problems go to
 /// `out.pack_problems`, intact objects to `out.packed` and their links to
 /// `out.links`.
@@ -1952,118 +2051,28 @@ fn check_pack(
                 .push((problem(kind, path.to_path_buf(), detail), action, None));
         }
     };
-    // A live writer's pack may end in a record being appended, or lack its
-    // headers for an instant after it was made: normal, not damage. No
-    // writer starts appending to a pack that exists, so once a pack is not
-    // being written, what follows reads a pack that no longer changes.
-    let live = match pack::is_being_written(&pack.data) {
-        Ok(live) => live,
-        // Removed since it was listed (gc rewrote it), or an index without
-        // its data file (a stray of the pack directory).
-        Err(e) if is_not_found(&e) => return,
-        Err(e) => {
-            report(
-                ProblemKind::DamagedPack,
-                &pack.data,
-                format!("cannot be read: {e}"),
-                Action::None,
-            );
+    let Opened {
+        live,
+        index,
+        data,
+        file_len,
+        header_damage,
+    } = match open_for_check(pack, n) {
+        Ok(opened) => opened,
+        Err(None) => return,
+        Err(Some((path, detail, action))) => {
+            report(ProblemKind::DamagedPack, path, detail, action);
             return;
         }
     };
-    let read = pack.read.get_or_init(|| {
-        pack::read_index(&pack.index)
-            .map(Arc::new)
-            .map_err(Arc::new)
-    });
-    let index = match read.as_ref().map_err(|e| &**e) {
-        Ok(index) => Arc::clone(index),
-        Err(e) if is_not_found(e) => return,
-        Err(Error::Corrupt { reason, .. }) => {
-            if !live {
-                report(
-                    ProblemKind::DamagedPack,
-                    &pack.index,
-                    format!("the pack's index: {reason}; none of its objects can be found"),
-                    Action::Pack(n),
-                );
-            }
-            return;
-        }
-        Err(e @ Error::UnsupportedFormat { .. }) => {
-            report(
-                ProblemKind::DamagedPack,
-                &pack.index,
-                format!("{e}; its objects are not checked, and repair leaves the pack as it is"),
-                Action::None,
-            );
-            return;
-        }
-        Err(e) => {
-            report(
-                ProblemKind::DamagedPack,
-                &pack.index,
-                format!("cannot be read: {e}"),
-                Action::None,
-            );
-            return;
-        }
-    };
-    let data = match File::open(&pack.data) {
-        Ok(data) => data,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-        Err(e) => {
-            report(
-                ProblemKind::DamagedPack,
-                &pack.data,
-                format!("cannot be opened: {e}"),
-                Action::None,
-            );
-            return;
-        }
-    };
-    // Read after the index: every record read names bytes written before it.
-    let header = data.metadata().and_then(|meta| {
-        let mut head = [0u8; pack::HEADER_LEN];
-        let got = pack::read_at(&data, &mut head, 0)?;
-        Ok((meta.len(), data_header(&head[..got])))
-    });
-    let file_len = match header {
-        Ok((file_len, DataHeader::Good)) => file_len,
-        Ok((file_len, DataHeader::Damaged(reason))) => {
-            if !live {
-                report(
-                    ProblemKind::DamagedPack,
-                    &pack.data,
-                    reason,
-                    Action::Pack(n),
-                );
-            }
-            file_len
-        }
-        Ok((_, DataHeader::Version(version))) => {
-            report(
-                ProblemKind::DamagedPack,
-                &pack.data,
-                format!(
-                    "a pack data file of version {version}, but this rask-store reads version \
-                     {}; its objects are not checked, and repair leaves the pack as it is",
-                    pack::PACK_VERSION
-                ),
-                Action::None,
-            );
-            return;
-        }
-        Err(e) => {
-            report(
-                ProblemKind::DamagedPack,
-                &pack.data,
-                format!("cannot be read: {e}"),
-                Action::None,
-            );
-            return;
-        }
-    };
+    if let Some(reason) = header_damage {
+        report(
+            ProblemKind::DamagedPack,
+            &pack.data,
+            reason,
+            Action::Pack(n),
+        );
+    }
     if !live {
         for (offset, what) in &index.damaged {
             report(

@@ -751,6 +751,30 @@ fn a_damaged_pack_header_is_reported_and_repaired() {
     }
 }
 
+#[test]
+fn a_pack_of_another_format_version_is_reported_and_left_as_it_is() {
+    // A data file of another version: not this build's to judge or rewrite.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let (store, _puts) = build(&root, 10);
+    let (data, index) = only_pack(&root);
+    flip_byte(&data, 5); // the version's second byte: 1 becomes 257
+    let report = verify_only(&store);
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    let problem = &report.problems[0];
+    assert_eq!(problem.kind, ProblemKind::DamagedPack);
+    assert_eq!(problem.path, data);
+    assert!(
+        problem.detail.contains("of version 257"),
+        "{}",
+        problem.detail
+    );
+    assert!(problem.detail.contains("repair leaves the pack as it is"));
+    let repaired = repair(&store);
+    assert_eq!(repaired.problems.len(), 1);
+    assert!(data.exists() && index.exists(), "repair leaves both files");
+}
+
 /// A pack larger than one of verify's work items (64 MiB) is checked in
 /// parts by both workers: every object is counted once, and damage in a
 /// later part is reported once, at its place.
