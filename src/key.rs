@@ -465,7 +465,7 @@ pub struct KeyEncoder<'n> {
 }
 
 impl<'n> KeyEncoder<'n> {
-    fn new(namespace: &'n Namespace) -> KeyEncoder<'n> {
+    pub(crate) fn new(namespace: &'n Namespace) -> KeyEncoder<'n> {
         let ns = namespace.as_str().as_bytes();
         let mut out = SCRATCH.take();
         out.clear();
@@ -555,6 +555,13 @@ impl<'n> KeyEncoder<'n> {
     /// The encoding (an exact-size copy of the scratch buffer) and its
     /// hash, once the limits are checked.
     fn encode(&mut self) -> Result<(Vec<u8>, KeyHash)> {
+        let (encoding, hash) = self.encoded()?;
+        Ok((encoding.to_vec(), hash))
+    }
+
+    /// The encoding, borrowed from the scratch buffer, and its hash, once
+    /// the limits are checked: what a lookup needs, without allocating.
+    pub(crate) fn encoded(&mut self) -> Result<(&[u8], KeyHash)> {
         if self.too_deep {
             return Err(too_deep(self.namespace));
         }
@@ -569,7 +576,7 @@ impl<'n> KeyEncoder<'n> {
         }
         let at = COUNT_AT + self.namespace.as_str().len();
         self.out[at..at + 4].copy_from_slice(&self.count.to_le_bytes());
-        Ok((self.out.to_vec(), KeyHash::of_encoding(&self.out)))
+        Ok((&self.out, KeyHash::of_encoding(&self.out)))
     }
 
     /// The key: its encoding is byte for byte the one [`Key::new`] makes

@@ -36,6 +36,7 @@ use crate::stamp;
 use crate::stats::{self, StatsRecorder, StatsReport};
 
 mod many;
+pub(crate) use many::workers;
 pub use many::{MAX_WORKERS, PARALLEL_BYTES, PER_OBJECT, PUT_PER_OBJECT};
 
 /// A put of an existing object refreshes its mtime when it is older than this.

@@ -64,6 +64,7 @@
 mod entries;
 pub mod journal;
 pub mod manifest;
+mod many;
 pub mod record;
 pub mod segment;
 
@@ -77,6 +78,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use self::journal::Journal;
 pub use self::journal::Skipped;
 use self::manifest::Manifest;
+pub use self::many::PARALLEL_KEYS;
 use self::record::RecordView;
 pub use self::record::{PartIter, PartRef, PartView};
 pub use self::segment::Access;
@@ -1887,7 +1889,11 @@ fn load_state(layout: &Layout, access: Access) -> Result<State> {
 }
 
 fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
-    let hash = key.hash();
+    resolve_encoded(state, key.hash(), key.encoding())
+}
+
+/// [`resolve`] for a key given as its hash and canonical encoding.
+fn resolve_encoded<'s>(state: &'s State, hash: KeyHash, encoding: &[u8]) -> Resolved<'s> {
     let found = state
         .journal
         .as_ref()
@@ -1910,7 +1916,7 @@ fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
         Ok(view) => view,
         Err(reason) => return Resolved::Damaged(path.to_path_buf(), reason),
     };
-    if view.key != key.encoding() || view.key_hash != hash {
+    if view.key != encoding || view.key_hash != hash {
         return Resolved::Damaged(
             path.to_path_buf(),
             "the record filed under this key hash holds another key".into(),
@@ -1926,9 +1932,14 @@ fn resolve<'s>(state: &'s State, key: &Key) -> Resolved<'s> {
 /// [`segment::WARM_BATCH`]) will read, overlapping their cache misses.
 fn warm<'k>(state: &State, keys: impl Iterator<Item = &'k Key> + Clone) {
     let hashes: Vec<KeyHash> = keys.map(Key::hash).collect();
+    warm_hashes(state, &hashes);
+}
+
+/// [`warm`] for keys given by their hashes.
+fn warm_hashes(state: &State, hashes: &[KeyHash]) {
     if let Some(j) = &state.journal {
         let mut seen = 0u64;
-        for hash in &hashes {
+        for hash in hashes {
             seen ^= j.warm(hash);
         }
         std::hint::black_box(seen);

@@ -336,7 +336,7 @@ fn with_caller_buf<R>(f: impl FnOnce(&mut ObjectBuf) -> R) -> R {
 
 /// Worker threads a call starts: one less than the cores, at most
 /// [`MAX_WORKERS`] (looked up once: it reads cgroup files).
-fn workers() -> usize {
+pub(crate) fn workers() -> usize {
     static WORKERS: OnceLock<usize> = OnceLock::new();
     *WORKERS.get_or_init(|| {
         thread::available_parallelism()

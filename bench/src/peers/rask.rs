@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rask_store::gc::{self, GcPolicy};
 use rask_store::index::NamedParts;
+use rask_store::key::KeyEncoder;
 use rask_store::verify::{self, VerifyOptions};
 use rask_store::{
     Component, Durability, Expect, Index, Key, KeyHash, Kind, Lookup, Namespace, ObjectBuf,
@@ -95,9 +96,17 @@ pub fn collect_now(store: &Store, index: &Index) -> Res<gc::StoreGcReport> {
 /// are read (no field is collected first, as a compiler holding the fields
 /// would not).
 pub fn w1_key(namespace: &Namespace, bytes: &[u8]) -> Res<Key> {
+    let mut key = Key::build(namespace);
+    write_w1_key(&mut key, bytes)?;
+    Ok(key.finish()?)
+}
+
+/// Writes the components of [`w1_key`]'s key into `key` (for
+/// [`Index::find_missing_with`], which hashes and looks keys up without
+/// making a [`Key`] of each).
+pub fn write_w1_key(key: &mut KeyEncoder<'_>, bytes: &[u8]) -> Res<()> {
     let mut r = W1Reader { rest: bytes };
     let mut ok = r.take(1) == Some(&[1][..]);
-    let mut key = Key::build(namespace);
     for _ in 0..2 {
         match r.string() {
             Some(s) => key.str(s),
@@ -135,7 +144,7 @@ pub fn w1_key(namespace: &Namespace, bytes: &[u8]) -> Res<Key> {
     if !ok || n.is_none() || m.is_none() || !r.rest.is_empty() {
         return Err("not a W1 key".into());
     }
-    Ok(key.finish()?)
+    Ok(())
 }
 
 /// Reads the fields of a W1 key in order (the format `key_fields` decodes).
@@ -343,8 +352,14 @@ impl Peer for RaskKeyed {
         if self.sample.is_empty() {
             self.sample = keys.iter().map(|k| k.to_vec()).collect();
         }
-        let keys = self.keys(keys)?;
-        let missing = self.index.find_missing(&keys)?;
+        // Written, hashed and looked up on every core, no `Key` made:
+        // `Index::find_missing_with`, as a compiler asking which of a
+        // package's keys the cache lacks would call it.
+        let missing = self
+            .index
+            .find_missing_with(&self.namespace, keys.len(), |i, key| {
+                write_w1_key(key, keys[i])
+            })?;
         let start = found.len();
         found.resize(start + keys.len(), true);
         for i in missing {
