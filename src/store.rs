@@ -441,8 +441,21 @@ impl Store {
     /// when its bytes do not match its id (both are cache misses, see
     /// [`Error::is_cache_miss`]); [`Error::Io`] for other failures.
     pub fn get_object(&self, id: &ObjectId) -> Result<Object> {
-        if let Some(object) = self.get_packed(id, false)? {
-            return Ok(object);
+        match self.get_packed(id, false) {
+            Ok(Some(object)) => return Ok(object),
+            Ok(None) => {}
+            // Every packed copy is damaged: a loose file of the same id
+            // is the last intact copy there can be.
+            Err(damage @ Error::Corrupt { .. }) => {
+                let path = self.layout.object_path(id);
+                return match self.open_object(id, &path) {
+                    Ok((mut file, meta)) => Object::read(*id, &path, &mut file, meta.len())
+                        .inspect(|_| freshen_on_read(&file, &meta))
+                        .map_err(|_| damage),
+                    Err(_) => Err(damage),
+                };
+            }
+            Err(e) => return Err(e),
         }
         let path = self.layout.object_path(id);
         let (mut file, meta) = match self.open_object(id, &path) {
@@ -490,17 +503,33 @@ impl Store {
         id: &ObjectId,
         buf: &'b mut ObjectBuf,
     ) -> Result<ObjectRef<'b>> {
-        if let Some(found) = self.packs.find(id, false)? {
-            return self.read_packed_into(id, &found, buf);
-        }
         let path = self.layout.object_path(id);
+        if let Some(found) = self.packs.find(id, false)? {
+            return match self.read_packed_copy(id, &found, buf) {
+                Ok(read_from) => self.packed_read(id, &read_from, buf),
+                // Every packed copy is damaged: a loose file of the same
+                // id is the last intact copy there can be.
+                Err(damage @ Error::Corrupt { .. }) => match self.open_object(id, &path) {
+                    Ok((mut file, meta)) => {
+                        if buf.read(*id, &path, &mut file, meta.len()).is_err() {
+                            return Err(damage);
+                        }
+                        freshen_on_read(&file, &meta);
+                        buf.last_read().ok_or(damage)
+                    }
+                    Err(_) => Err(damage),
+                },
+                Err(e) => Err(e),
+            };
+        }
         let (mut file, meta) = match self.open_object(id, &path) {
             Ok(opened) => opened,
             Err(Error::NotFound { .. }) => {
-                return match self.packs.find(id, true)? {
-                    Some(found) => self.read_packed_into(id, &found, buf),
-                    None => Err(Error::NotFound { id: *id, path }),
+                let Some(found) = self.packs.find(id, true)? else {
+                    return Err(Error::NotFound { id: *id, path });
                 };
+                let read_from = self.read_packed_copy(id, &found, buf)?;
+                return self.packed_read(id, &read_from, buf);
             }
             Err(e) => return Err(e),
         };
@@ -509,35 +538,35 @@ impl Store {
         Ok(object)
     }
 
-    /// Reads a packed object into `buf`; when the copy `found` names is
-    /// damaged, the first intact other copy, as [`Packs::get`] does.
-    fn read_packed_into<'b>(
-        &self,
-        id: &ObjectId,
-        found: &Found,
-        buf: &'b mut ObjectBuf,
-    ) -> Result<ObjectRef<'b>> {
+    /// Reads a packed object into `buf` and returns the copy it read: the
+    /// one `found` names or, when that is damaged, the first intact other
+    /// copy, as [`Packs::get`] does. [`Error::Corrupt`] when every packed
+    /// copy is damaged.
+    fn read_packed_copy(&self, id: &ObjectId, found: &Found, buf: &mut ObjectBuf) -> Result<Found> {
         let damage = match found.read_into(id, buf) {
-            Ok(_) => None,
-            Err(e @ Error::Corrupt { .. }) => Some(e),
+            Ok(_) => return Ok(found.clone()),
+            Err(e @ Error::Corrupt { .. }) => e,
             Err(e) => return Err(e),
         };
-        let read_from = match damage {
-            None => found.clone(),
-            Some(damage) => {
-                let intact = self
-                    .packs
-                    .other_copies(id, found)?
-                    .into_iter()
-                    .find(|other| other.read_into(id, buf).is_ok());
-                let Some(other) = intact else {
-                    return Err(damage);
-                };
-                self.packs.prefer(id, &other);
-                other
-            }
+        let intact = self
+            .packs
+            .other_copies(id, found)?
+            .into_iter()
+            .find(|other| other.read_into(id, buf).is_ok());
+        let Some(other) = intact else {
+            return Err(damage);
         };
-        let buf: &'b ObjectBuf = buf;
+        self.packs.prefer(id, &other);
+        Ok(other)
+    }
+
+    /// The object [`Store::read_packed_copy`] left in `buf`, freshened.
+    fn packed_read<'b>(
+        &self,
+        id: &ObjectId,
+        read_from: &Found,
+        buf: &'b ObjectBuf,
+    ) -> Result<ObjectRef<'b>> {
         let Some(object) = buf.last_read() else {
             return Err(Error::io(
                 "read object",
@@ -547,7 +576,7 @@ impl Store {
         };
         self.freshen_packed_on_read(
             id,
-            &read_from,
+            read_from,
             object.kind(),
             object.links(),
             object.payload(),
@@ -588,9 +617,21 @@ impl Store {
 
     /// A packed object, looked up in the table as it is and, when the loose
     /// file is absent too, again after bringing the table up to date.
+    ///
+    /// When every packed copy is damaged and a loose file of the id
+    /// exists, `None`: the loose file is read instead.
     fn packed_or_loose(&self, id: &ObjectId) -> Result<Option<(Object, Found)>> {
-        if let Some(got) = self.packs.get(id, false)? {
-            return Ok(Some(got));
+        match self.packs.get(id, false) {
+            Ok(Some(got)) => return Ok(Some(got)),
+            Ok(None) => {}
+            Err(damage @ Error::Corrupt { .. }) => {
+                return if self.contains_loose(id)? {
+                    Ok(None)
+                } else {
+                    Err(damage)
+                };
+            }
+            Err(e) => return Err(e),
         }
         if self.contains_loose(id)? {
             return Ok(None);

@@ -312,3 +312,56 @@ fn a_damaged_newest_packed_copy_is_read_from_an_older_intact_one() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_loose_copy_is_read_when_every_packed_copy_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let payload = b"impl<T: Ord> Ord for Vec<T> { .. }".repeat(50);
+    // The same object as a loose file and in a pack: written loose by a
+    // handle that writes no packs, set aside while a packing handle puts
+    // it again, then put back.
+    let id = {
+        let store = Store::create(&root, StoreOptions::default().loose()).unwrap();
+        store.put_object(Kind::Ast, &[], &payload).unwrap()
+    };
+    let loose = Store::open(&root, StoreOptions::default())
+        .unwrap()
+        .object_path(&id);
+    let loose_bytes = fs::read(&loose).unwrap();
+    fs::remove_file(&loose).unwrap();
+    {
+        let store = Store::open(&root, StoreOptions::default()).unwrap();
+        store.put_object(Kind::Ast, &[], &payload).unwrap();
+    }
+    fs::write(&loose, &loose_bytes).unwrap();
+    let packed = current_copy(&root, &id);
+    flip_byte(packed.file(), (packed.start() + 60) as usize);
+
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    assert_eq!(store.get_object(&id).unwrap().payload(), &payload[..]);
+    let mut buf = ObjectBuf::new();
+    assert_eq!(
+        store.get_object_into(&id, &mut buf).unwrap().payload(),
+        &payload[..]
+    );
+    let mut out = Vec::new();
+    store.write_payload(&id, &mut out).unwrap();
+    assert_eq!(out, payload);
+    let got = cli(&root, &["get", &id.to_hex()]);
+    assert_eq!(code(&got), 0, "{}", stderr(&got));
+    assert_eq!(got.stdout, payload);
+
+    // With the loose copy damaged too, every read is Corrupt.
+    flip_byte(&loose, loose_bytes.len() - 5);
+    let store = Store::open(&root, StoreOptions::default()).unwrap();
+    assert!(matches!(store.get_object(&id), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        store.get_object_into(&id, &mut buf),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.write_payload(&id, &mut Vec::new()),
+        Err(Error::Corrupt { .. })
+    ));
+}
