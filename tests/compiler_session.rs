@@ -613,3 +613,81 @@ fn batch_gets_and_puts_answer_count_and_keep_what_one_at_a_time_does() {
     let fn_stats = tier(&store, ns.as_str(), Tier::Function);
     assert_eq!((fn_stats.hits, fn_stats.absent), (200, 400));
 }
+
+#[test]
+fn a_gc_with_no_grace_beside_a_build_never_takes_what_it_is_storing() {
+    // gc runs again and again on its own handles, grace 0 and not waiting
+    // for writers (`gc --grace 0 --force` beside a running build), while a
+    // session stores batches and single entries. Between an object's write
+    // and its pin the session holds the writers lock, so no sweep falls
+    // between them: every put succeeds and every entry stays whole.
+    let (_dir, store) = open_loose();
+    let index = Index::open(&store).unwrap();
+    let root = store.root().to_path_buf();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let app = pkg("app");
+    std::thread::scope(|scope| {
+        let collector = scope.spawn(|| {
+            let store = Store::open(&root, StoreOptions::default().loose()).unwrap();
+            let index = Index::open(&store).unwrap();
+            let mut swept = 0u32;
+            let mut locked = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || swept == 0 {
+                let mut policy = gc::GcPolicy::default();
+                policy.objects.grace = Duration::ZERO;
+                policy.wait = rask_store::Wait::NoWait;
+                match gc::collect(&store, &index, policy, &|_| {}) {
+                    Ok(_) => swept += 1,
+                    Err(Error::Locked { .. }) => locked += 1,
+                    Err(e) => panic!("gc: {e}"),
+                }
+                // A gc that loops without a pause would keep the build
+                // waiting for the lock (flock lets it back in first).
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            assert!(locked + swept > 0);
+            swept
+        });
+        // Stops the collector however this thread ends (a failed put
+        // panics, and the scope then waits for the collector).
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stopping = StopOnDrop(&stop);
+        let mut s = BuildSession::open(&store, &index, &rask("1.0")).unwrap();
+        let k = s.keys().clone();
+        let mut keys = Vec::new();
+        for round in 0..60u32 {
+            let batch: Vec<_> = (0..20u32)
+                .map(|i| {
+                    let name = format!("f{round}_{i}");
+                    k.function("app", &name, &h((round * 20 + i) as u8))
+                        .unwrap()
+                })
+                .collect();
+            let codes: Vec<Vec<u8>> = batch
+                .iter()
+                .map(|key| format!("code of {key}").repeat(50).into_bytes())
+                .collect();
+            let parts: Vec<[(&str, &[u8]); 1]> = codes.iter().map(|c| [("code", &c[..])]).collect();
+            let entries: Vec<_> = batch.iter().zip(&parts).map(|(k, p)| (k, &p[..])).collect();
+            s.put_many(&app, &entries).unwrap();
+            let single = k
+                .function("app", &format!("g{round}"), &h(round as u8))
+                .unwrap();
+            s.put(&app, &single, &[("code", format!("g{round}").as_bytes())])
+                .unwrap();
+            keys.extend(batch);
+            keys.push(single);
+        }
+        drop(stopping);
+        let swept = collector.join().unwrap();
+        assert!(swept > 0, "gc swept at least once");
+        for key in &keys {
+            assert!(s.get(&app, key, "code").unwrap().is_hit(), "{key} is whole");
+        }
+    });
+}

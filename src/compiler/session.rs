@@ -466,6 +466,11 @@ impl<'s> BuildSession<'s> {
         for (key, _) in entries {
             check_namespace(key, self.namespace())?;
         }
+        // The writers lock is held from the first write to the pin, so a
+        // gc (even with grace 0) cannot run between them and take objects
+        // no entry names yet: gc reads the pins under its exclusive lock.
+        let store = self.store;
+        let writing = store.writing()?;
         // One `Store::put_many` per object kind (tier), in order of first use.
         let mut ids: Vec<Vec<ObjectId>> = vec![Vec::new(); entries.len()];
         let mut kinds: Vec<crate::object::Kind> = Vec::new();
@@ -490,6 +495,7 @@ impl<'s> BuildSession<'s> {
         }
         let all: Vec<ObjectId> = ids.iter().flatten().copied().collect();
         self.pin(&all)?;
+        drop(writing);
         let published: Vec<(crate::key::Key, Vec<PartRef>)> = entries
             .iter()
             .zip(&ids)
@@ -538,6 +544,9 @@ impl<'s> BuildSession<'s> {
         let kind = key.tier().object_kind();
         let mut refs = Vec::with_capacity(parts.len());
         let mut bytes = 0u64;
+        // Held from the write to the pin, as in `put_many`.
+        let store = self.store;
+        let writing = store.writing()?;
         for (name, payload) in parts {
             let id = self.store.put_object(kind, &[], payload)?;
             self.pin(&[id])?;
@@ -548,6 +557,7 @@ impl<'s> BuildSession<'s> {
                 size: payload.len() as u64,
             });
         }
+        drop(writing);
         let ids = refs.iter().map(|p| p.id).collect();
         let outcome = self.index.put_entry(self.store, key.key(), refs)?;
         self.record(package, key, ids);
