@@ -40,7 +40,9 @@ impl Index {
     /// The keys are written, hashed and looked up on every core (from
     /// [`PARALLEL_KEYS`] keys on), and none is allocated, so `write` is
     /// called from several threads at once, once per key (twice for a key
-    /// found missing when other processes appended meanwhile).
+    /// found missing when other processes appended meanwhile). The index's
+    /// view is held for reading while `write` runs, so `write` must not put
+    /// to, remove from or compact this index (that would wait for itself).
     ///
     /// ```
     /// use rask_store::{Index, Kind, Key, Namespace, Store, StoreOptions};
