@@ -1,7 +1,7 @@
 //! Pack files: many objects appended to one file, found through a pack
 //! index. The two file formats, a writer and a reader, checked against every
 //! crash state an append can leave; how a store uses them (which objects,
-//! which pack, the table of packed objects) is [`crate::packs`]'s.
+//! which pack, the table of packed objects) is `crate::packs`'s.
 //!
 //! # Files
 //! A pack is a pair, written by one writer at a time:

@@ -2,7 +2,7 @@
 //!
 //! The handle composes the format modules ([`crate::object`],
 //! [`crate::stamp`]), the path module ([`crate::layout`]), the publishing
-//! module ([`crate::publish`]) and its packs ([`crate::packs`]); it holds no
+//! module ([`crate::publish`]) and its packs (`crate::packs`); it holds no
 //! format logic of its own.
 //!
 //! Objects whose encoding is at most [`StoreOptions::pack_max`] go to the

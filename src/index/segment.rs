@@ -39,7 +39,7 @@
 //! # Invariants
 //! - A published segment is never written or truncated; it is replaced by
 //!   publishing another one and unlinked only after the manifest stops naming
-//!   it. Mapping it is sound only because of that (see [`map_file`]).
+//!   it. Mapping it is sound only because of that (see `map_file`).
 //! - Opening checks the header, the length and the radix table's two ends
 //!   (O(1)); it neither hashes the file nor walks the table. Every lookup
 //!   bounds-checks what it reads (a radix pair out of order is damage), and

@@ -39,7 +39,7 @@ use blake3::hazmat::{
 ///
 /// Below it, offering work to the worker (a lock, a futex wake, a
 /// reschedule on the other core: several microseconds on the 2-core
-/// benchmark machine) costs as much as the hash itself. Above it, [`Pace`]
+/// benchmark machine) costs as much as the hash itself. Above it, `Pace`
 /// decides from measured times whether sharing pays (docs/BENCHMARKS.md).
 pub const PARALLEL_MIN: usize = 64 << 10;
 
