@@ -503,25 +503,28 @@ impl Store {
         id: &ObjectId,
         buf: &'b mut ObjectBuf,
     ) -> Result<ObjectRef<'b>> {
-        let path = self.layout.object_path(id);
         if let Some(found) = self.packs.find(id, false)? {
             return match self.read_packed_copy(id, &found, buf) {
                 Ok(read_from) => self.packed_read(id, &read_from, buf),
                 // Every packed copy is damaged: a loose file of the same
                 // id is the last intact copy there can be.
-                Err(damage @ Error::Corrupt { .. }) => match self.open_object(id, &path) {
-                    Ok((mut file, meta)) => {
-                        if buf.read(*id, &path, &mut file, meta.len()).is_err() {
-                            return Err(damage);
+                Err(damage @ Error::Corrupt { .. }) => {
+                    let path = self.layout.object_path(id);
+                    match self.open_object(id, &path) {
+                        Ok((mut file, meta)) => {
+                            if buf.read(*id, &path, &mut file, meta.len()).is_err() {
+                                return Err(damage);
+                            }
+                            freshen_on_read(&file, &meta);
+                            buf.last_read().ok_or(damage)
                         }
-                        freshen_on_read(&file, &meta);
-                        buf.last_read().ok_or(damage)
+                        Err(_) => Err(damage),
                     }
-                    Err(_) => Err(damage),
-                },
+                }
                 Err(e) => Err(e),
             };
         }
+        let path = self.layout.object_path(id);
         let (mut file, meta) = match self.open_object(id, &path) {
             Ok(opened) => opened,
             Err(Error::NotFound { .. }) => {
