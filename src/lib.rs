@@ -41,6 +41,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fault;
 pub mod gc;
+pub(crate) mod helpers;
 pub mod id;
 pub mod index;
 pub mod key;

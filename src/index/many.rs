@@ -8,27 +8,32 @@
 //! a [`Key`](crate::Key) made for each adds two allocations. So the caller
 //! hands the index a function that writes key `i`'s components, and the
 //! calling thread and up to [`MAX_WORKERS`](crate::store::MAX_WORKERS)
-//! scoped workers each take the next [`WARM_BATCH`] keys from one atomic
-//! counter: they write each key into the thread's scratch buffer, hash it,
+//! of the crate's long-lived helper threads (`helpers::share`: a batch
+//! of a thousand keys takes ~0.5 ms, and a scoped thread per call would
+//! cost a sixth of that) each take the next [`WARM_BATCH`] keys from one
+//! atomic counter: they write each key into the thread's scratch buffer, hash it,
 //! read ahead in the tables for the whole chunk (as
 //! [`Index::find_missing`] does) and look the keys up, all under one read
 //! of the index's view. No key is allocated.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
 
 use super::segment::WARM_BATCH;
 use super::{Index, Resolved, State, resolve_encoded, warm_hashes};
 use crate::error::Error;
+use crate::helpers;
 use crate::key::{KeyEncoder, KeyHash};
 use crate::name::Namespace;
 use crate::store::workers;
 
-/// Keys from which [`Index::find_missing_with`] starts workers: below it
-/// the call runs on the calling thread alone. A key costs ~0.6 µs to
-/// write, hash and look up and a scoped thread ~40 µs to start, so 512
-/// keys (~0.3 ms) gain from a second core.
-pub const PARALLEL_KEYS: usize = 512;
+/// Keys from which [`Index::find_missing_with`] shares the work with
+/// helper threads: below it the call runs on the calling thread alone.
+/// Measured on the 2-core benchmark machine with W1's keys (a key costs
+/// ~0.8 µs to write, hash and look up on one thread): 128 keys take
+/// 0.47 µs a key shared against 0.80 alone, 64 keys gain nothing (the
+/// caller waits for the helper's last chunk of 32).
+pub const PARALLEL_KEYS: usize = 128;
 
 impl Index {
     /// The positions, in increasing order, of the keys `0..count` that have
@@ -100,29 +105,19 @@ impl Index {
             if workers == 0 {
                 chunked.run()?
             } else {
-                thread::scope(|s| {
-                    let started: Vec<_> = (0..workers)
-                        .filter_map(|_| {
-                            thread::Builder::new()
-                                .spawn_scoped(s, || chunked.run())
-                                .ok()
-                        })
-                        .collect();
-                    let mut all = chunked.run();
-                    for worker in started {
-                        let theirs = worker
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                        all = match (all, theirs) {
-                            (Ok(mut ours), Ok(theirs)) => {
-                                ours.extend(theirs);
-                                Ok(ours)
-                            }
-                            (Err(e), _) | (_, Err(e)) => Err(e),
-                        };
-                    }
-                    all
-                })?
+                let results = Mutex::new(Vec::with_capacity(workers + 1));
+                helpers::share(workers, &|| {
+                    let found = chunked.run();
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(found);
+                });
+                let mut all = Vec::new();
+                for found in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    all.extend(found?);
+                }
+                all
             }
         };
         missing.sort_unstable();

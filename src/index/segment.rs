@@ -147,8 +147,9 @@ impl Deref for Bytes {
     }
 }
 
-/// Maps an index file (a published segment, or a journal) read-only: the
-/// crate's only `unsafe`.
+/// Maps an index file (a published segment, or a journal) read-only: one
+/// of the crate's two `unsafe` uses (the other lends a caller's job to
+/// helper threads, in `helpers`).
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` when the mapping fails.
