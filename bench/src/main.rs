@@ -455,7 +455,7 @@ fn existence_keys(w: &Workload) -> (Vec<&[u8]>, Vec<bool>) {
         .into_iter()
         .take(w.len() - half)
         .map(|i| (w.key(i), true))
-        .chain(w.absent_keys().iter().take(half).map(|k| (&k[..], false)))
+        .chain(w.absent_keys().take(half).map(|k| (k, false)))
         .collect();
     rng::Rng::new(w.seed, 200 + SALT_EXISTS).shuffle(&mut pairs);
     pairs.into_iter().unzip()

@@ -487,11 +487,11 @@ impl ObjectBackend for RaskObjects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::disk_usage;
     use crate::workload::Workload;
 
     /// Puts `w` through `spec`, checks every read, then deletes the odd keys
-    /// and reclaims; returns the number of object files before and after.
+    /// and reclaims; returns the number of stored objects (loose or packed,
+    /// as verify counts them) before and after.
     fn round_trip(spec: &PeerSpec, w: &Workload) -> (u64, u64) {
         let dir = tempfile::tempdir().unwrap();
         let mut peer = (spec.create)(dir.path()).unwrap();
@@ -507,7 +507,7 @@ mod tests {
         .unwrap();
         assert_eq!(seen, w.len());
         let mut asked = keys.clone();
-        asked.extend(w.absent_keys().iter().map(|k| &k[..]));
+        asked.extend(w.absent_keys());
         let mut found = Vec::new();
         peer.exists_batch(&asked, &mut found).unwrap();
         let expected: Vec<bool> = (0..asked.len()).map(|i| i < w.len()).collect();
@@ -515,8 +515,11 @@ mod tests {
         assert!(peer.verify().unwrap());
         peer.close().unwrap();
 
-        let objects = store_dir(dir.path()).join("objects");
-        let before = disk_usage(&objects).unwrap().1;
+        let objects = || {
+            let store = Store::open(store_dir(dir.path()), StoreOptions::default()).unwrap();
+            verify_clean(&store).unwrap().objects
+        };
+        let before = objects();
         let mut peer = (spec.open)(dir.path()).unwrap();
         let doomed: Vec<&[u8]> = (1..w.len()).step_by(2).map(|i| w.key(i)).collect();
         peer.delete_batch(&doomed).unwrap();
@@ -529,7 +532,7 @@ mod tests {
         .unwrap();
         assert!(peer.verify().unwrap());
         peer.close().unwrap();
-        (before, disk_usage(&objects).unwrap().1)
+        (before, objects())
     }
 
     #[test]
