@@ -16,6 +16,7 @@
 //! [`Index::find_missing`] does) and look the keys up, all under one read
 //! of the index's view. No key is allocated.
 
+use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -84,43 +85,12 @@ impl Index {
         E: From<Error> + Send,
         F: Fn(usize, &mut KeyEncoder<'_>) -> std::result::Result<(), E> + Sync,
     {
-        let chunks = count.div_ceil(WARM_BATCH);
-        let workers = if count >= PARALLEL_KEYS {
-            workers().min(chunks.saturating_sub(1))
-        } else {
-            0
-        };
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
         let mut missing = {
             let view = self.read_state();
-            let chunked = Chunked {
-                state: &view,
-                namespace,
-                count,
-                next: &next,
-                stop: &stop,
-                write: &write,
-            };
-            if workers == 0 {
-                chunked.run()?
-            } else {
-                let results = Mutex::new(Vec::with_capacity(workers + 1));
-                helpers::share(workers, &|| {
-                    let found = chunked.run();
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(found);
-                });
-                let mut all = Vec::new();
-                for found in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                    all.extend(found?);
-                }
-                all
-            }
+            missing_in_chunks(count, Scratch::default, |scratch, range, missing| {
+                scratch.find(&view, namespace, &write, range, missing)
+            })?
         };
-        missing.sort_unstable();
         if !missing.is_empty() && self.catch_up()? {
             let view = self.read_state();
             let mut still = Vec::with_capacity(missing.len());
@@ -138,64 +108,107 @@ impl Index {
     }
 }
 
-/// What every thread of one [`Index::find_missing_with`] call shares.
-struct Chunked<'a, F> {
-    state: &'a State,
-    namespace: &'a Namespace,
+/// The positions, in increasing order, that `chunk` finds missing among
+/// `0..count`, asked [`WARM_BATCH`] at a time on the calling thread and,
+/// from [`PARALLEL_KEYS`] positions on, on helper threads too:
+/// `chunk(scratch, range, missing)` appends the missing positions of
+/// `range` to `missing`, with a `scratch` made once per thread. The first
+/// error stops every thread and is returned.
+pub(super) fn missing_in_chunks<S, E>(
     count: usize,
-    next: &'a AtomicUsize,
-    stop: &'a AtomicBool,
-    write: &'a F,
+    scratch: impl Fn() -> S + Sync,
+    chunk: impl Fn(&mut S, Range<usize>, &mut Vec<usize>) -> std::result::Result<(), E> + Sync,
+) -> std::result::Result<Vec<usize>, E>
+where
+    E: Send,
+{
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let run = || {
+        let mut scratch = scratch();
+        let mut missing = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let first = next.fetch_add(1, Ordering::Relaxed) * WARM_BATCH;
+            if first >= count {
+                break;
+            }
+            let range = first..(first + WARM_BATCH).min(count);
+            if let Err(e) = chunk(&mut scratch, range, &mut missing) {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(missing)
+    };
+    let helpers = if count >= PARALLEL_KEYS {
+        workers().min(count.div_ceil(WARM_BATCH).saturating_sub(1))
+    } else {
+        0
+    };
+    let mut missing = if helpers == 0 {
+        run()?
+    } else {
+        let results = Mutex::new(Vec::with_capacity(helpers + 1));
+        helpers::share(helpers, &|| {
+            let found = run();
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(found);
+        });
+        let mut all = Vec::new();
+        for found in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            all.extend(found?);
+        }
+        all
+    };
+    missing.sort_unstable();
+    Ok(missing)
 }
 
-impl<F> Chunked<'_, F> {
-    /// Takes chunks of [`WARM_BATCH`] keys until none are left (or another
-    /// thread failed); returns the positions of the missing keys it found.
-    fn run<E>(&self) -> std::result::Result<Vec<usize>, E>
+/// One thread's buffers for [`Index::find_missing_with`]'s chunks.
+#[derive(Default)]
+struct Scratch {
+    encodings: Vec<u8>,
+    ends: Vec<usize>,
+    hashes: Vec<KeyHash>,
+}
+
+impl Scratch {
+    /// Writes, hashes and looks up the keys of `range`; appends the
+    /// missing ones' positions to `missing`.
+    fn find<E, F>(
+        &mut self,
+        state: &State,
+        namespace: &Namespace,
+        write: &F,
+        range: Range<usize>,
+        missing: &mut Vec<usize>,
+    ) -> std::result::Result<(), E>
     where
         E: From<Error>,
         F: Fn(usize, &mut KeyEncoder<'_>) -> std::result::Result<(), E>,
     {
-        let mut missing = Vec::new();
-        let mut encodings: Vec<u8> = Vec::new();
-        let mut ends: Vec<usize> = Vec::with_capacity(WARM_BATCH);
-        let mut hashes: Vec<KeyHash> = Vec::with_capacity(WARM_BATCH);
-        while !self.stop.load(Ordering::Relaxed) {
-            let first = self.next.fetch_add(1, Ordering::Relaxed) * WARM_BATCH;
-            if first >= self.count {
-                break;
-            }
-            let last = (first + WARM_BATCH).min(self.count);
-            encodings.clear();
-            ends.clear();
-            hashes.clear();
-            for i in first..last {
-                let mut key = KeyEncoder::new(self.namespace);
-                let written = (self.write)(i, &mut key).and_then(|()| {
-                    let (encoding, hash) = key.encoded()?;
-                    encodings.extend_from_slice(encoding);
-                    ends.push(encodings.len());
-                    hashes.push(hash);
-                    Ok(())
-                });
-                if let Err(e) = written {
-                    self.stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
-            warm_hashes(self.state, &hashes);
-            let mut start = 0;
-            for (j, (&end, &hash)) in ends.iter().zip(&hashes).enumerate() {
-                let encoding = &encodings[start..end];
-                if !matches!(
-                    resolve_encoded(self.state, hash, encoding),
-                    Resolved::Hit(_)
-                ) {
-                    missing.push(first + j);
-                }
-                start = end;
-            }
+        self.encodings.clear();
+        self.ends.clear();
+        self.hashes.clear();
+        for i in range.clone() {
+            let mut key = KeyEncoder::new(namespace);
+            write(i, &mut key)?;
+            let (encoding, hash) = key.encoded()?;
+            self.encodings.extend_from_slice(encoding);
+            self.ends.push(self.encodings.len());
+            self.hashes.push(hash);
         }
-        Ok(missing)
+        warm_hashes(state, &self.hashes);
+        let mut start = 0;
+        for (i, (&end, &hash)) in range.zip(self.ends.iter().zip(&self.hashes)) {
+            let encoding = &self.encodings[start..end];
+            if !matches!(resolve_encoded(state, hash, encoding), Resolved::Hit(_)) {
+                missing.push(i);
+            }
+            start = end;
+        }
+        Ok(())
     }
 }
