@@ -46,19 +46,34 @@ pub const SPIN: Duration = Duration::from_micros(200);
 /// `job` is called once per participant, concurrently; it should take its
 /// work from shared state until none is left and return.
 pub fn share(helpers: usize, job: &(dyn Fn() + Sync)) {
+    share_with(helpers, job, job);
+}
+
+/// Runs `caller` on the calling thread while up to `helpers` free helper
+/// threads run `job`, and returns `caller`'s result once every helper that
+/// joined has returned from `job`.
+/// A panic in a helper is resumed here, after all of them have left.
+///
+/// `caller` need not be `Send` or `Sync` (it may hold the caller's
+/// callbacks). The helpers inside `job` are waited for only after `caller`
+/// returns, so `job` must not block on `caller` once it has: what a helper
+/// waits for (a channel's other end, say) should be dropped when `caller`
+/// returns.
+pub fn share_with<R>(helpers: usize, job: &(dyn Fn() + Sync), caller: impl FnOnce() -> R) -> R {
     let pool = match pool() {
         Some(pool) if helpers > 0 => pool,
-        _ => return job(),
+        _ => return caller(),
     };
     let Some(offer) = pool.post(helpers, job) else {
-        return job();
+        return caller();
     };
     let posted = Posted { pool, offer };
-    job();
+    let out = caller();
     let panic = posted.finish();
     if let Some(payload) = panic {
         panic::resume_unwind(payload);
     }
+    out
 }
 
 /// Helper threads the pool starts: one less than the cores, at most
@@ -368,6 +383,39 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn share_with_runs_a_callers_closure_that_is_not_sync_beside_the_helpers() {
+        let mut helped = false;
+        for _ in 0..50 {
+            let next = AtomicUsize::new(0);
+            let by_helpers = AtomicUsize::new(0);
+            // `Rc` is neither `Send` nor `Sync`: only the caller may hold it.
+            let mine = std::rc::Rc::new(std::cell::Cell::new(0));
+            let counted = share_with(
+                3,
+                &|| {
+                    while next.fetch_add(1, Ordering::Relaxed) < 200 {
+                        by_helpers.fetch_add(1, Ordering::Relaxed);
+                        thread::sleep(Duration::from_micros(20));
+                    }
+                },
+                || {
+                    while next.fetch_add(1, Ordering::Relaxed) < 200 {
+                        mine.set(mine.get() + 1);
+                        thread::sleep(Duration::from_micros(20));
+                    }
+                    mine.get()
+                },
+            );
+            // Every helper has left once `share_with` returns.
+            assert_eq!(counted + by_helpers.load(Ordering::SeqCst), 200);
+            helped |= by_helpers.load(Ordering::SeqCst) > 0;
+        }
+        if crate::store::workers() > 0 {
+            assert!(helped, "no helper ever joined");
+        }
     }
 
     #[test]

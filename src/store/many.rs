@@ -4,27 +4,30 @@
 //! A compiler loading a package's cached artifacts asks for hundreds of
 //! objects at once, and most of a verified get is the read and the hash,
 //! which need nothing from the caller. So the caller's thread and up to
-//! [`MAX_WORKERS`] scoped worker threads take the next unread id from one
-//! atomic counter until none are left. A worker reads and verifies into a
-//! buffer of its own and sends the buffer to the caller, which hands the
-//! object to the callback and sends the buffer back: every callback runs
-//! on the caller's thread (it need not be `Send`), no payload is copied,
-//! and a worker is at most [`AHEAD`] objects ahead of the callbacks, so
-//! memory stays bounded by a few of the largest objects.
+//! [`MAX_WORKERS`] of the crate's long-lived helper threads
+//! (`helpers::share_with`) take the next unread id from one atomic
+//! counter until none are left. A helper reads and verifies into a buffer
+//! of its own and sends the buffer to the caller, which hands the object
+//! to the callback and sends the buffer back: every callback runs on the
+//! caller's thread (it need not be `Send`), no payload is copied, and a
+//! helper is at most [`AHEAD`] objects ahead of the callbacks, so memory
+//! stays bounded by a few of the largest objects. The caller waits for
+//! the helpers' objects only once every id is taken.
 //!
 //! Every thread hashes alone (`hash::alone`): the threads already share
 //! the cores, and the hashing worker would only compete with them.
 //!
 //! A put is hashing, a copy into the page cache and a record: the caller
-//! and the workers each put the next unclaimed object, each appending to
+//! and scoped worker threads (a batch worth sharing takes milliseconds,
+//! so starting them costs little) each put the next unclaimed object, each appending to
 //! a pack of its own (`Packs` keeps one per thread appending at once), so
 //! none waits for another's copy.
 
 use std::cell::Cell;
 use std::io;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use crate::error::{Error, Result};
@@ -32,6 +35,7 @@ use crate::id::ObjectId;
 use crate::object::{Kind, ObjectBuf, ObjectRef, hash};
 
 use super::Store;
+use crate::helpers;
 
 /// Worker threads beside the caller's, at most (fewer on a machine with
 /// fewer cores: one less than it has).
@@ -42,11 +46,14 @@ pub const MAX_WORKERS: usize = 3;
 /// than it is (for a get, judged from the objects read so far; for a put,
 /// from the payloads).
 ///
-/// Starting a scoped thread costs ~40 µs on the 2-core benchmark machine.
-/// Measured there with sharing forced on for every batch
-/// (docs/BENCHMARKS.md, "Batch calls against one call per object"),
-/// batches of 64 objects of ~300 B gain from a worker and 32 lose, 16 of
-/// W1's ~16 KB values break even and 4 lose.
+/// Measured on the 2-core benchmark machine with sharing forced on for
+/// every batch (docs/BENCHMARKS.md, "Batch calls against one call per
+/// object"): a get shared with a helper thread gains from ~100 µs of work
+/// on, 16 of W1's ~16 KB values (0.76× the time of one call per object)
+/// and 64 objects of ~300 B (0.96×), and loses below, 4 of W1's values
+/// (1.17×) and 32 small ones (1.17×); 256 KiB, at [`PER_OBJECT`] per
+/// object, is about that much work for both. A put's scoped thread costs
+/// ~40 µs to start; its batches are judged by the same figure.
 pub const PARALLEL_BYTES: u64 = 256 << 10;
 
 /// What one object costs beyond its bytes, in bytes of reading and hashing:
@@ -73,6 +80,8 @@ struct Done {
     index: usize,
     buf: ObjectBuf,
     read: Result<()>,
+    /// With a helper's first object: where its buffers come back.
+    back: Option<mpsc::Sender<ObjectBuf>>,
 }
 
 impl Store {
@@ -121,53 +130,48 @@ impl Store {
         };
         let next = AtomicUsize::new(shared_from);
         let stop = AtomicBool::new(false);
-        thread::scope(|scope| {
-            let (done_tx, done_rx) = mpsc::channel::<Done>();
-            let mut returns = Vec::with_capacity(workers);
-            for _ in 0..workers {
-                let (back_tx, back_rx) = mpsc::channel::<ObjectBuf>();
-                let worker = returns.len();
-                let done_tx = done_tx.clone();
-                let (next, stop) = (&next, &stop);
-                let started = thread::Builder::new()
-                    .name("rask-store-get".into())
-                    .spawn_scoped(scope, move || {
-                        hash::alone(|| self.serve(ids, worker, next, stop, &back_rx, &done_tx));
-                    });
-                if started.is_ok() {
-                    for _ in 0..AHEAD {
-                        let _ = back_tx.send(ObjectBuf::new());
-                    }
-                    returns.push(back_tx);
-                }
-            }
-            // Only the workers' copies are left: the loop below ends when
-            // the last worker has finished.
-            drop(done_tx);
+        let joined = AtomicUsize::new(0);
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        // Each helper that joins sends through its own clone; the caller
+        // drops this one once every index is taken, so `done_rx` ends when
+        // the last helper has returned (or unwound).
+        let done_tx = Mutex::new(Some(done_tx));
+        let serve = || {
+            let Some(done) = done_tx.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+                return;
+            };
+            let worker = joined.fetch_add(1, Ordering::Relaxed);
+            hash::alone(|| self.serve(ids, worker, &next, &stop, &done));
+        };
+        let (next, stop, senders) = (&next, &stop, &done_tx);
+        let caller = move || {
+            let mut returns: Vec<Option<mpsc::Sender<ObjectBuf>>> = Vec::new();
             let result = hash::alone(|| {
                 with_caller_buf(|own| {
                     loop {
                         while let Ok(done) = done_rx.try_recv() {
-                            self.answer(ids, &mut each, &returns, done)?;
+                            self.answer(ids, &mut each, &mut returns, done)?;
                         }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(id) = ids.get(i) else {
-                            return Ok(());
+                            break;
                         };
                         each(i, self.get_object_into(id, own))?;
                     }
-                })?;
-                for done in &done_rx {
-                    self.answer(ids, &mut each, &returns, done)?;
-                }
-                Ok(())
+                    drop(senders.lock().unwrap_or_else(|p| p.into_inner()).take());
+                    for done in &done_rx {
+                        self.answer(ids, &mut each, &mut returns, done)?;
+                    }
+                    Ok(())
+                })
             });
-            // On an error, workers waiting for a buffer wake to a closed
-            // channel and the others see `stop` before their next read.
+            // On an error, helpers waiting for a buffer wake to a closed
+            // channel (`returns` and `done_rx` go with this closure) and
+            // the others see `stop` before their next read.
             stop.store(true, Ordering::Relaxed);
-            drop(returns);
             result
-        })
+        };
+        helpers::share_with(workers, &serve, caller)
     }
 
     /// Stores every object of `objects` (links and payload, all of kind
@@ -254,20 +258,32 @@ impl Store {
             .collect()
     }
 
-    /// A worker: reads the next unclaimed object into a free buffer and
-    /// sends it to the caller, until none are left or the call stops.
+    /// A helper's part of [`Store::get_many`]: takes the next index, reads
+    /// and verifies it into one of its buffers and sends it to the caller,
+    /// until none are left, the call stopped or the caller is gone. It
+    /// starts with [`AHEAD`] buffers and then waits for the caller to hand
+    /// one back; the channel they come back on goes to the caller with the
+    /// first object, and the caller drops it when the call ends.
     fn serve(
         &self,
         ids: &[ObjectId],
         worker: usize,
         next: &AtomicUsize,
         stop: &AtomicBool,
-        free: &mpsc::Receiver<ObjectBuf>,
         done: &mpsc::Sender<Done>,
     ) {
+        let (back_tx, free) = mpsc::channel::<ObjectBuf>();
+        let mut back = Some(back_tx);
+        let mut fresh = AHEAD;
         while !stop.load(Ordering::Relaxed) {
-            let Ok(mut buf) = free.recv() else {
-                return;
+            let mut buf = if fresh > 0 {
+                fresh -= 1;
+                ObjectBuf::new()
+            } else {
+                match free.recv() {
+                    Ok(buf) => buf,
+                    Err(_) => return,
+                }
             };
             let index = next.fetch_add(1, Ordering::Relaxed);
             let Some(id) = ids.get(index) else {
@@ -279,6 +295,7 @@ impl Store {
                 index,
                 buf,
                 read,
+                back: back.take(),
             });
             if sent.is_err() {
                 return;
@@ -291,12 +308,18 @@ impl Store {
         &self,
         ids: &[ObjectId],
         each: &mut F,
-        returns: &[mpsc::Sender<ObjectBuf>],
+        returns: &mut Vec<Option<mpsc::Sender<ObjectBuf>>>,
         done: Done,
     ) -> std::result::Result<(), E>
     where
         F: FnMut(usize, Result<ObjectRef<'_>>) -> std::result::Result<(), E>,
     {
+        if let Some(back) = done.back {
+            if returns.len() <= done.worker {
+                returns.resize_with(done.worker + 1, || None);
+            }
+            returns[done.worker] = Some(back);
+        }
         let result = match done.read {
             Ok(()) => match done.buf.last_read() {
                 Some(object) => each(done.index, Ok(object)),
@@ -304,7 +327,7 @@ impl Store {
             },
             Err(e) => each(done.index, Err(e)),
         };
-        if let Some(back) = returns.get(done.worker) {
+        if let Some(Some(back)) = returns.get(done.worker) {
             // A buffer grown past KEEP_BUF is let go, so that a batch with
             // a few very large objects does not keep AHEAD copies of them.
             let buf = if done.buf.capacity() > KEEP_BUF {
