@@ -18,15 +18,16 @@
 //! alone.
 //!
 //! # Safety
-//! This module holds the crate's second `unsafe` use (after mapping index
-//! files): the job borrows the caller's stack, and a helper thread is not
-//! scoped, so the borrow's lifetime is erased when the job is offered. It
-//! is sound because the job is only called by a helper between joining the
-//! offer (under the offer's lock, while the offer is posted) and leaving it
-//! (`inside` decremented after the call returns or unwinds), and [`share`]
-//! does not return, even by unwinding, before it has taken the offer down
-//! (under the same lock) and seen `inside` at zero: no helper can call the
-//! job after `share` returns.
+//! This module holds one of the crate's three `unsafe` uses (the others
+//! map index files, in `index::segment`, and call `openat`, in `dirfd`).
+//! The job borrows the caller's stack and a helper thread is not scoped,
+//! so the borrow's lifetime is erased when the job is offered. It is sound
+//! because a helper calls the job only between joining the offer (under
+//! the offer's lock, while the offer is posted) and leaving it (`inside`
+//! decremented after the call returns or unwinds), and [`share_with`]
+//! (which [`share`] calls) does not return, even by unwinding, before it
+//! has taken the offer down (under the same lock) and seen `inside` at
+//! zero: no helper can call the job after it returns.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};

@@ -148,8 +148,8 @@ impl Deref for Bytes {
 }
 
 /// Maps an index file (a published segment, or a journal) read-only: one
-/// of the crate's two `unsafe` uses (the other lends a caller's job to
-/// helper threads, in `helpers`).
+/// of the crate's three `unsafe` uses (the others call `openat`, in `dirfd`,
+/// and lend a caller's job to helper threads, in `helpers`).
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` when the mapping fails.
