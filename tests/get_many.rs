@@ -88,6 +88,49 @@ fn a_batch_reads_back_every_payload_once_on_the_calling_thread() {
 }
 
 #[test]
+fn batches_on_several_threads_at_once_each_get_every_answer() {
+    // The helper threads serve one batch at a time; the others run on
+    // their callers alone. Every caller must still get all its answers,
+    // and none may wait for another's.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), rask_store::StoreOptions::default()).unwrap();
+    let stored = fill(&store, 300);
+    let index = Index::open(&store).unwrap();
+    let ns = Namespace::new("rask-0.4+test").unwrap();
+    for i in (0..600).step_by(2) {
+        index
+            .put(&store, &key(&ns, i), Kind::Instance, &[("v", b"x")])
+            .unwrap();
+    }
+    thread::scope(|s| {
+        for t in 0..4 {
+            let (store, stored, index, ns) = (&store, &stored, &index, &ns);
+            s.spawn(move || {
+                for round in 0..20 {
+                    let mut ids: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
+                    let by = (t * 37 + round * 11) % ids.len();
+                    ids.rotate_left(by);
+                    let got = answers(store, &ids);
+                    assert_eq!(got.len(), ids.len(), "thread {t}, round {round}");
+                    for (i, answer) in &got {
+                        let want = &stored.iter().find(|(id, _)| *id == ids[*i]).unwrap().1;
+                        assert_eq!(answer.as_ref().unwrap(), want, "thread {t}, index {i}");
+                    }
+                    let missing = index
+                        .find_missing_with(ns, 600, |i, k| {
+                            k.str("pkg").str(&format!("f{i}"));
+                            Ok::<(), Error>(())
+                        })
+                        .unwrap();
+                    let odd: Vec<usize> = (1..600).step_by(2).collect();
+                    assert_eq!(missing, odd, "thread {t}, round {round}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
 fn absent_and_damaged_objects_are_errors_for_their_index_only() {
     for (layout, options) in layouts() {
         let dir = tempfile::tempdir().unwrap();
