@@ -28,8 +28,9 @@ use crate::key::{KeyEncoder, KeyHash};
 use crate::name::Namespace;
 use crate::store::workers;
 
-/// Keys from which [`Index::find_missing_with`] shares the work with
-/// helper threads: below it the call runs on the calling thread alone.
+/// Keys from which [`Index::find_missing_with`] and
+/// [`Index::find_missing`] share the work with helper threads: below it
+/// the call runs on the calling thread alone.
 /// Measured on the 2-core benchmark machine with W1's keys (a key costs
 /// ~0.8 µs to write, hash and look up on one thread): 128 keys take
 /// 0.47 µs a key shared against 0.80 alone, 64 keys gain nothing (the
@@ -112,8 +113,8 @@ impl Index {
 /// `0..count`, asked [`WARM_BATCH`] at a time on the calling thread and,
 /// from [`PARALLEL_KEYS`] positions on, on helper threads too:
 /// `chunk(scratch, range, missing)` appends the missing positions of
-/// `range` to `missing`, with a `scratch` made once per thread. The first
-/// error stops every thread and is returned.
+/// `range` to `missing`, with a `scratch` made once per thread. An error
+/// stops every thread; the first one a thread stopped on is returned.
 pub(super) fn missing_in_chunks<S, E>(
     count: usize,
     scratch: impl Fn() -> S + Sync,

@@ -18,10 +18,10 @@
 //! the cores, and the hashing worker would only compete with them.
 //!
 //! A put is hashing, a copy into the page cache and a record: the caller
-//! and scoped worker threads (a batch worth sharing takes milliseconds,
-//! so starting them costs little) each put the next unclaimed object, each appending to
-//! a pack of its own (`Packs` keeps one per thread appending at once), so
-//! none waits for another's copy.
+//! and scoped worker threads (a batch worth sharing takes milliseconds, so
+//! starting them costs little) each put the next unclaimed object, each
+//! appending to a pack of its own (`Packs` keeps one per thread appending
+//! at once), so none waits for another's copy.
 
 use std::cell::Cell;
 use std::io;
