@@ -111,6 +111,30 @@ pub struct RunArgs {
     /// waiting (65 s) keeps it out of the absolute figures.
     #[arg(long, default_value_t = 0)]
     pub settle: u64,
+    /// What the interleaved puts (w1) do about the kernel's writeback.
+    #[arg(long, value_enum, default_value_t = Writeback::Wait)]
+    pub writeback: Writeback,
+}
+
+/// What happens to the dirty pages the peers' puts leave, between rounds of
+/// the interleaved put (w1).
+///
+/// Every peer writes without fsync, so its puts leave dirty pages for the
+/// kernel to write back. Nine peers leave ~14 GiB. Once the machine's dirty
+/// pages pass the midpoint of `vm.dirty_background_ratio` and
+/// `vm.dirty_ratio`, the kernel holds every task that dirties pages to a
+/// share of the disk's write bandwidth (`balance_dirty_pages`), whichever
+/// peer made them: a put then measures the disk and the other peers' debt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Writeback {
+    /// After each round (one batch of every peer), wait for the filesystem's
+    /// dirty pages to reach the disk (`sync -f`), untimed. Each batch meets
+    /// a machine with at most one round's dirty pages, as a build meets it.
+    Wait,
+    /// Never wait: the peers' dirty pages pile up, and once past the
+    /// kernel's threshold every put runs at the disk's pace (runs before
+    /// 2026-12-02 08:00).
+    Pile,
 }
 
 #[derive(Args)]
@@ -201,7 +225,14 @@ fn run(args: &RunArgs) -> Res<()> {
         .iter()
         .map(|spec| Row::new(spec.id, spec.label, spec.durability))
         .collect();
-    let mut peers = put_interleaved(&specs, &workload, temp.path(), &mut rows)?;
+    let mut peers = put_interleaved(
+        &specs,
+        &workload,
+        temp.path(),
+        args.writeback,
+        &mut rows,
+        &mut run,
+    )?;
     for ((spec, row), peer) in specs.iter().zip(&mut rows).zip(&mut peers) {
         let Some(peer) = peer.take() else { continue };
         let dir = temp.path().join(spec.id);
@@ -252,7 +283,9 @@ fn put_interleaved(
     specs: &[&'static PeerSpec],
     w: &Workload,
     root: &Path,
+    writeback: Writeback,
     rows: &mut [Row],
+    run: &mut Run,
 ) -> Res<Vec<Option<Box<dyn Peer>>>> {
     let mut peers = Vec::with_capacity(specs.len());
     for (spec, row) in specs.iter().zip(rows.iter_mut()) {
@@ -269,6 +302,11 @@ fn put_interleaved(
     }
     let mut secs = vec![0.0f64; specs.len()];
     let mut waited = vec![0.0f64; specs.len()];
+    // Batches each peer began with the machine's dirty pages past the point
+    // where the kernel starts holding writers back.
+    let mut throttled = vec![0usize; specs.len()];
+    let mut peak_dirty = 0u64;
+    let mut flush_secs = 0.0f64;
     let indices: Vec<usize> = (0..w.len()).collect();
     let mut batch = Vec::with_capacity(BATCH);
     for (round, chunk) in indices.chunks(BATCH).enumerate() {
@@ -279,6 +317,10 @@ fn put_interleaved(
             let Some(peer) = peers[p].as_mut() else {
                 continue;
             };
+            if let Some(d) = Dirty::now() {
+                peak_dirty = peak_dirty.max(d.bytes);
+                throttled[p] += usize::from(d.bytes > d.freerun);
+            }
             let wait_before = runqueue_wait_secs();
             let start = Instant::now();
             let result = peer.put_batch(&batch);
@@ -290,18 +332,86 @@ fn put_interleaved(
                 peers[p] = None;
             }
         }
+        if writeback == Writeback::Wait {
+            let start = Instant::now();
+            sync_filesystem(root)?;
+            flush_secs += start.elapsed().as_secs_f64();
+        }
     }
+    let rounds = w.len().div_ceil(BATCH);
+    let freerun = Dirty::now().map_or(0, |d| d.freerun);
+    eprintln!(
+        "put: dirty pages peaked at {} MiB (the kernel holds writers back past {} MiB); {}",
+        peak_dirty >> 20,
+        freerun >> 20,
+        match writeback {
+            Writeback::Wait => format!("{flush_secs:.1} s waiting for writeback, untimed"),
+            Writeback::Pile => "no wait for writeback".into(),
+        }
+    );
+    run.notes.push(match writeback {
+        Writeback::Wait => format!(
+            "Writeback: after each round of puts the benchmark waited, untimed, for the \
+             filesystem's dirty pages to reach the disk ({flush_secs:.0} s in all), so no put met \
+             another peer's writeback: dirty pages peaked at {} MiB, against the {} MiB past \
+             which the kernel holds writers to the disk's pace.",
+            peak_dirty >> 20,
+            freerun >> 20
+        ),
+        Writeback::Pile => format!(
+            "Writeback: no wait between rounds (`--writeback pile`): dirty pages peaked at {} \
+             MiB; past {} MiB the kernel holds every writer to the disk's pace, and each \
+             peer's batches begun past it are counted on stderr.",
+            peak_dirty >> 20,
+            freerun >> 20
+        ),
+    });
     for (p, row) in rows.iter_mut().enumerate() {
         if peers[p].is_some() {
             eprintln!(
-                "{}: put {:.2} s (waited for a CPU {:.2} s)",
-                specs[p].id, secs[p], waited[p]
+                "{}: put {:.2} s (waited for a CPU {:.2} s; {} of {rounds} batches begun past \
+                 the dirty limit)",
+                specs[p].id, secs[p], waited[p], throttled[p]
             );
             row.put = Some(Rate::new(w.len(), w.value_bytes(), secs[p]));
             row.account(secs[p], waited[p]);
         }
     }
     Ok(peers)
+}
+
+/// The machine's dirty and under-writeback page cache, and the point past
+/// which the kernel throttles writers: halfway between its background and
+/// foreground dirty thresholds (`/proc/vmstat`, Linux only).
+struct Dirty {
+    bytes: u64,
+    freerun: u64,
+}
+
+impl Dirty {
+    fn now() -> Option<Dirty> {
+        let text = std::fs::read_to_string("/proc/vmstat").ok()?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+        };
+        let page = 4096;
+        Some(Dirty {
+            bytes: (field("nr_dirty")? + field("nr_writeback")?) * page,
+            freerun: (field("nr_dirty_threshold")? + field("nr_dirty_background_threshold")?) / 2
+                * page,
+        })
+    }
+}
+
+/// Writes the dirty pages of the filesystem holding `dir` to its disk and
+/// waits for them (`sync -f`, syncfs(2)).
+fn sync_filesystem(dir: &Path) -> Res<()> {
+    let status = Command::new("sync").arg("-f").arg(dir).status()?;
+    if !status.success() {
+        return Err(format!("sync -f {}: {status}", dir.display()).into());
+    }
+    Ok(())
 }
 
 /// Runs one phase; returns its result, its seconds and the seconds this
