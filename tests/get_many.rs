@@ -351,3 +351,125 @@ fn a_small_put_many_uses_the_one_pack_of_the_handle() {
     let packs = fs::read_dir(store.layout().pack_dir()).unwrap().count();
     assert_eq!(packs, 2, "one pack: its data and index files");
 }
+
+#[test]
+fn index_get_many_with_answers_as_get_into_does_with_the_same_miss_details() {
+    for (layout, options) in layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), options).unwrap();
+        let index = Index::open(&store).unwrap();
+        let ns = Namespace::new("rask-0.4").unwrap();
+        let lens = lengths(300);
+        for (i, len) in lens.iter().enumerate() {
+            let ast = pseudo_random(*len, i as u64 + 7);
+            index
+                .put(&store, &key(&ns, i), Kind::Instance, &[("ast", &ast)])
+                .unwrap();
+        }
+        let part_id = |i: usize| match index.lookup(&key(&ns, i)).unwrap() {
+            Lookup::Hit(entry) => entry.part("ast").unwrap().id,
+            Lookup::Miss(m) => panic!("{m:?}"),
+        };
+        // Key 5's object damaged, key 6's gone (loose only), key 7 removed,
+        // key 300 never stored, key 301 stored by another handle after
+        // this one opened.
+        flip_object_byte(dir.path(), &part_id(5), 100);
+        if layout == "loose" {
+            fs::remove_file(store.object_path(&part_id(6))).unwrap();
+        }
+        assert!(index.remove(&key(&ns, 7)).unwrap());
+        let store = Store::open(dir.path(), options).unwrap();
+        let index = Index::open(&store).unwrap();
+        {
+            let other = Index::open(&store).unwrap();
+            other
+                .put(&store, &key(&ns, 301), Kind::Instance, &[("ast", b"late")])
+                .unwrap();
+        }
+        let write = |i: usize, k: &mut rask_store::key::KeyEncoder<'_>| -> Result<(), Error> {
+            k.str("pkg").str(&format!("f{i}"));
+            Ok(())
+        };
+        let caller = thread::current().id();
+        let mut got = BTreeMap::new();
+        index
+            .get_many_with(&store, &ns, 302, write, "ast", |i, answer| {
+                assert_eq!(thread::current().id(), caller, "key {i} answered elsewhere");
+                let answer = match answer? {
+                    Lookup::Hit(bytes) => Ok(bytes.to_vec()),
+                    Lookup::Miss(miss) => Err((miss.cause, miss.detail)),
+                };
+                assert!(got.insert(i, answer).is_none(), "{layout}: key {i} twice");
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), 302, "{layout}: every key answered");
+        let mut buf = ObjectBuf::new();
+        for i in 0..302 {
+            let one = match index
+                .get_into(&store, &key(&ns, i), "ast", &mut buf)
+                .unwrap()
+            {
+                Lookup::Hit(bytes) => Ok(bytes.to_vec()),
+                Lookup::Miss(miss) => Err((miss.cause, miss.detail)),
+            };
+            assert_eq!(got[&i], one, "{layout}: key {i}");
+        }
+        let cause = |i: usize| got[&i].as_ref().err().map(|(cause, _)| *cause);
+        assert_eq!(cause(5), Some(MissCause::Corrupt), "{layout}");
+        assert_eq!(cause(7), Some(MissCause::Absent), "{layout}");
+        assert_eq!(cause(300), Some(MissCause::Absent), "{layout}");
+        if layout == "loose" {
+            assert_eq!(cause(6), Some(MissCause::Dangling));
+        }
+        assert!(
+            got[&300].as_ref().unwrap_err().1.contains("f300"),
+            "{layout}: an absent key's miss names it: {:?}",
+            got[&300]
+        );
+        assert_eq!(got[&301], Ok(b"late".to_vec()), "{layout}");
+        assert_eq!(got[&9].as_ref().unwrap().len(), lens[9], "{layout}");
+
+        // A part no entry has is a miss naming the part, for every key but
+        // the removed one.
+        let mut no_part = Vec::new();
+        index
+            .get_many_with(&store, &ns, 50, write, "ir", |_, answer| {
+                if let Lookup::Miss(miss) = answer? {
+                    no_part.push(miss.detail);
+                }
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+        assert_eq!(no_part.len(), 50, "{layout}: no entry has a part \"ir\"");
+        let naming = no_part.iter().filter(|d| d.contains("part named \"ir\""));
+        assert_eq!(naming.count(), 49, "{layout}: {no_part:?}");
+
+        // An error from `write` is what the call returns, before any read.
+        type Failure = Box<dyn std::error::Error + Send + Sync>;
+        let mut calls = 0;
+        let result = index.get_many_with(
+            &store,
+            &ns,
+            300,
+            |i, k| -> Result<(), Failure> {
+                if i == 150 {
+                    return Err(format!("cannot name key {i}").into());
+                }
+                k.str("pkg").str(&format!("f{i}"));
+                Ok(())
+            },
+            "ast",
+            |_, _| {
+                calls += 1;
+                Ok(())
+            },
+        );
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "cannot name key 150",
+            "{layout}"
+        );
+        assert_eq!(calls, 0, "{layout}: no callback after `write` failed");
+    }
+}

@@ -799,29 +799,7 @@ impl Index {
                 Err(e) => each(i, Err(e))?,
             }
         }
-        store.get_many(&ids, |j, read| {
-            let (i, size) = hits[j];
-            let key = &keys[i];
-            let part_ref = || PartRef {
-                name: part.to_string(),
-                id: ids[j],
-                size,
-            };
-            each(
-                i,
-                match read {
-                    Ok(object) if object.payload().len() as u64 == size => {
-                        Ok(Lookup::Hit(object.payload()))
-                    }
-                    Ok(object) => Ok(size_mismatch(
-                        key,
-                        &part_ref(),
-                        object.payload().len() as u64,
-                    )),
-                    Err(e) => object_miss(key, &part_ref(), e),
-                },
-            )
-        })
+        read_parts(store, &ids, &hits, part, |i| Ok(keys[i].clone()), each)
     }
 
     /// The verified payloads of every part of the entry for `key`.
@@ -1948,6 +1926,49 @@ fn warm_hashes(state: &State, hashes: &[KeyHash]) {
     for seg in &state.segments {
         std::hint::black_box(seg.warm(hashes.iter()));
     }
+}
+
+/// The second half of [`Index::get_many`] and [`Index::get_many_with`]:
+/// reads the objects `ids` (on every core, [`Store::get_many`]) and hands
+/// `each` what [`Index::get_into`] would answer for the key at `hits[j]`'s
+/// position, given the part's size the entry records there. `key_of`
+/// names a key for a miss's detail.
+fn read_parts<E, F>(
+    store: &Store,
+    ids: &[ObjectId],
+    hits: &[(usize, u64)],
+    part: &str,
+    key_of: impl Fn(usize) -> std::result::Result<Key, E>,
+    mut each: F,
+) -> std::result::Result<(), E>
+where
+    F: FnMut(usize, Result<Lookup<&[u8]>>) -> std::result::Result<(), E>,
+{
+    store.get_many(ids, |j, read| {
+        let (i, size) = hits[j];
+        let answer = match read {
+            Ok(object) if object.payload().len() as u64 == size => {
+                Ok(Lookup::Hit(object.payload()))
+            }
+            read => {
+                let key = key_of(i)?;
+                let part_ref = PartRef {
+                    name: part.to_string(),
+                    id: ids[j],
+                    size,
+                };
+                match read {
+                    Ok(object) => Ok(size_mismatch(
+                        &key,
+                        &part_ref,
+                        object.payload().len() as u64,
+                    )),
+                    Err(e) => object_miss(&key, &part_ref, e),
+                }
+            }
+        };
+        each(i, answer)
+    })
 }
 
 /// The answer for a resolved key, `f` applied to a hit.

@@ -1,8 +1,9 @@
 //! rask-store, twice: through its keyed index the way a compiler uses it
 //! ([`KEYED`], the row every ratio is against; puts go through
 //! `Index::put_many`, one batch of 1,000 at a time as redb and SQLite commit
-//! theirs; gets through `Index::get_many`, one batch of 1,000 at a time, its
-//! reads and hashes shared over the cores), and through its object API
+//! theirs; gets through `Index::get_many_with`, one batch of 1,000 at a
+//! time, its keys written and looked up and its objects read and hashed on
+//! every core), and through its object API
 //! with the key → id map in memory like the raw filesystem ([`OBJECTS`]; gets
 //! go one at a time through `Store::get_object_into` with one buffer per
 //! batch, as the raw filesystem peer reuses one: the one-thread get).
@@ -32,7 +33,7 @@ pub const PART: &str = "ast";
 
 pub const KEYED: PeerSpec = PeerSpec {
     id: "rask",
-    label: "rask-store (keyed index, get_many)",
+    label: "rask-store (keyed index, get_many_with)",
     durability: "none (Durability::None)",
     verify: "verify::verify (every object re-hashed on every core, links, index files, \
              every entry's closure, refs)",
@@ -335,17 +336,23 @@ impl Peer for RaskKeyed {
     }
 
     fn get_batch(&mut self, keys: &[&[u8]], check: &mut Check<'_>) -> Res<()> {
-        // The batch in one `Index::get_many`, as a compiler loading a
-        // package's cached instances would ask: the reads and hashes are
-        // shared over the cores, every value is checked on this thread.
-        let keys = self.keys(keys)?;
-        self.index
-            .get_many(&self.store, &keys, PART, |i, answer| match answer? {
+        // The batch in one `Index::get_many_with`, as a compiler loading a
+        // package's cached instances would ask: the keys are written and
+        // looked up, and the objects read and hashed, on every core (no
+        // `Key` is made); every value is checked on this thread.
+        self.index.get_many_with(
+            &self.store,
+            &self.namespace,
+            keys.len(),
+            |i, key| write_w1_key(key, keys[i]),
+            PART,
+            |i, answer| match answer? {
                 Lookup::Hit(bytes) => check(i, bytes),
                 Lookup::Miss(miss) => {
                     Err(format!("{} miss: {}", miss.cause.name(), miss.detail).into())
                 }
-            })
+            },
+        )
     }
 
     fn exists_batch(&mut self, keys: &[&[u8]], found: &mut Vec<bool>) -> Res<()> {
